@@ -1,0 +1,82 @@
+"""The `transferlab` command: run an experiment, build the organism."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from rich.console import Console
+
+console = Console(stderr=True)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from transferlab.backends import ModelNotFound
+    from transferlab.config import ConfigError, load_config
+    from transferlab.train.loop import run_experiment
+
+    try:
+        config = load_config(args.config, overrides=args.set, seed=args.seed)
+    except ConfigError as err:
+        console.print(f"[red]error:[/red] {err}")
+        return 2
+    out = Path(args.out or f"runs/{config.name}-seed{config.seed}")
+    console.print(f"run [bold]{config.name}[/bold] seed {config.seed} -> {out}")
+    try:
+        folder = run_experiment(config, out, quiet=args.quiet)
+    except (ModelNotFound, FileExistsError) as err:
+        console.print(f"[red]error:[/red] {err}")
+        return 2
+    console.print(f"done: {folder.path}/metrics.csv, {folder.path}/figures/gap.png")
+    return 0
+
+
+def cmd_organism_build(args: argparse.Namespace) -> int:
+    from transferlab.organism.build import build_organism
+
+    report = build_organism(Path(args.out), size=args.size, steps=args.steps, batch_size=args.batch_size,
+                            lr=args.lr, warmup=args.warmup, seed=args.seed, chained=not args.no_chained,
+                            eval_every=args.eval_every, threads=args.threads,
+                            log=lambda line: console.print(line, highlight=False))
+    console.print(f"built {args.out} in {report['minutes']:.1f} min")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="transferlab", description=__doc__)
+    sub = top.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run an experiment (the shipped default config when none is given)")
+    run.add_argument("config", nargs="?", help="TOML config; omit for the default experiment")
+    run.add_argument("--out", help="run folder (default runs/<name>-seed<seed>)")
+    run.add_argument("--seed", type=int, help="override the config's seed")
+    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a config key, e.g. --set train.steps=100 (repeatable)")
+    run.add_argument("--quiet", action="store_true", help="no progress display")
+    run.set_defaults(func=cmd_run)
+
+    organism = sub.add_parser("organism", help="the base model organism")
+    organism_sub = organism.add_subparsers(dest="organism_command", required=True)
+    build = organism_sub.add_parser("build", help="pretrain the base organism on the primitive curriculum")
+    build.add_argument("--out", required=True)
+    build.add_argument("--size", default="small")
+    build.add_argument("--steps", type=int, default=10000)
+    build.add_argument("--batch-size", type=int, default=32)
+    build.add_argument("--lr", type=float, default=1e-3)
+    build.add_argument("--warmup", type=int, default=300)
+    build.add_argument("--seed", type=int, default=0)
+    build.add_argument("--eval-every", type=int, default=500)
+    build.add_argument("--threads", type=int, default=2)
+    build.add_argument("--no-chained", action="store_true", help="primitives only, no two-step skills")
+    build.set_defaults(func=cmd_organism_build)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,196 @@
+"""The experiment config: TOML in, a validated pydantic object out, every default written back.
+
+A mistake (an unknown key, a wrong type, an unknown task, propensity or model) stops before any
+work, with a message that names the key and what it may be.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
+
+from transferlab.propensities import PAIRS, PROPENSITIES, partner
+from transferlab.tasks import TASKS
+
+
+class ConfigError(ValueError):
+    """A config problem, worded for the person who wrote the config."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelConfig(Strict):
+    name: str = Field("organism", description="'organism' (shipped), a local folder, or a hub name")
+    backend: str = "hf"
+    bf16: bool = True
+    threads: int = Field(2, ge=1, le=512)
+
+    @field_validator("backend")
+    @classmethod
+    def _known_backend(cls, v: str) -> str:
+        if v not in ("hf",):
+            raise ValueError(f"unknown backend {v!r}; allowed: 'hf'")
+        return v
+
+
+class ArmConfig(Strict):
+    task: str
+    propensity: str
+    weight: float = Field(1.0, gt=0)
+
+    @field_validator("task")
+    @classmethod
+    def _known_task(cls, v: str) -> str:
+        if v not in TASKS:
+            raise ValueError(f"unknown task {v!r}; allowed: {', '.join(sorted(TASKS))}")
+        return v
+
+    @field_validator("propensity")
+    @classmethod
+    def _known_propensity(cls, v: str) -> str:
+        if v not in PROPENSITIES:
+            raise ValueError(f"unknown propensity {v!r}; allowed: {', '.join(sorted(PROPENSITIES))}")
+        return v
+
+
+class TrainConfig(Strict):
+    steps: int = Field(600, ge=0)
+    batch_size: int = Field(32, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    warmup: int = Field(20, ge=0)
+    weight_decay: float = Field(0.0, ge=0)
+
+
+class EvalConfig(Strict):
+    every: int = Field(50, ge=1, description="evaluate every this many steps (and at 0 and the end)")
+    n: int = Field(100, ge=1, description="examples per task and eval set")
+    max_tokens: int = Field(8, ge=1)
+    batch_size: int = Field(128, ge=1)
+    adherence_floor: float = Field(0.5, ge=0, le=1)
+    n_boot: int = Field(1000, ge=10)
+
+
+class ExperimentConfig(Strict):
+    name: str = "experiment"
+    seed: int = 0
+    model: ModelConfig = ModelConfig()
+    tasks: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    arms: list[ArmConfig] = Field(min_length=1)
+    train: TrainConfig = TrainConfig()
+    eval: EvalConfig = EvalConfig()
+
+    @field_validator("tasks")
+    @classmethod
+    def _task_knobs(cls, tasks: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        for name, knobs in tasks.items():
+            if name not in TASKS:
+                raise ValueError(f"unknown task {name!r}; allowed: {', '.join(sorted(TASKS))}")
+            allowed = task_knobs(name)
+            for key in knobs:
+                if key not in allowed:
+                    raise ValueError(f"unknown knob {key!r} for task {name!r}; allowed: {', '.join(allowed)}")
+        return tasks
+
+    @model_validator(mode="after")
+    def _arms_complete(self) -> ExperimentConfig:
+        for arm in self.arms:
+            partner(arm.propensity)  # raises if the propensity belongs to no pair
+            self.tasks.setdefault(arm.task, {})
+        for name in list(self.tasks):
+            self.tasks[name] = {**task_defaults(name), **self.tasks[name]}
+        return self
+
+    def task_names(self) -> list[str]:
+        return list(dict.fromkeys(arm.task for arm in self.arms))
+
+
+def task_knobs(name: str) -> list[str]:
+    return [f.name for f in dataclasses.fields(TASKS[name]) if f.init and f.name != "name"]
+
+
+def task_defaults(name: str) -> dict[str, Any]:
+    return {f.name: f.default for f in dataclasses.fields(TASKS[name])
+            if f.init and f.name != "name" and f.default is not dataclasses.MISSING}
+
+
+def make_tasks(config: ExperimentConfig) -> dict:
+    """Task objects from their knobs; a knob of the wrong type or out of range is a ConfigError."""
+    tasks = {}
+    for name in config.task_names():
+        try:
+            knobs = TypeAdapter(TASKS[name]).validate_python(config.tasks[name]).__dict__
+            tasks[name] = TASKS[name](**{k: knobs[k] for k in config.tasks[name]})
+        except (ValidationError, ValueError) as err:
+            raise ConfigError(f"config error in [tasks.{name}]: {_first_line(err)}") from err
+    return tasks
+
+
+def _first_line(err: Exception) -> str:
+    if isinstance(err, ValidationError):
+        return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
+    return str(err)
+
+
+# -- loading ----------------------------------------------------------------------------------
+
+def default_config_text() -> str:
+    return resources.files("transferlab.configs").joinpath("default.toml").read_text()
+
+
+def parse_value(text: str) -> Any:
+    """A `--set` value as TOML (numbers, booleans, strings, lists), else the bare string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def apply_override(data: dict, assignment: str) -> None:
+    if "=" not in assignment:
+        raise ConfigError(f"--set expects key=value (e.g. train.steps=100), got {assignment!r}")
+    key, value = assignment.split("=", 1)
+    node = data
+    parts = key.strip().split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"--set {key}: {part!r} is not a table")
+    node[parts[-1]] = parse_value(value.strip())
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] = (), seed: int | None = None) -> ExperimentConfig:
+    """Read TOML (the shipped default when `path` is None), apply overrides, validate."""
+    try:
+        text = default_config_text() if path is None else Path(path).read_text()
+    except FileNotFoundError as err:
+        raise ConfigError(f"config file not found: {path}") from err
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path or 'default config'} is not valid TOML: {err}") from err
+    for assignment in overrides:
+        apply_override(data, assignment)
+    if seed is not None:
+        data["seed"] = seed
+    try:
+        config = ExperimentConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError("invalid config:\n" + "\n".join(
+            f"  {'.'.join(map(str, e['loc'])) or '(top level)'}: {e['msg']}" for e in err.errors())) from err
+    make_tasks(config)  # knob types and ranges are checked before any work
+    return config
+
+
+def dump_config(config: ExperimentConfig) -> str:
+    return tomli_w.dumps(config.model_dump(mode="json"))
+
+
+__all__ = ["ConfigError", "ExperimentConfig", "PAIRS", "dump_config", "load_config", "make_tasks"]

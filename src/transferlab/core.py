@@ -1,0 +1,68 @@
+"""Shared types that every stage speaks: examples, arms, conditions and the backend protocol."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+Message = dict[str, str]  # {"role": "system"|"user"|"assistant", "content": ...}
+
+
+@dataclass(frozen=True)
+class Example:
+    """One task instance, before any propensity instruction is added.
+
+    `messages` holds the system/user turns; `answer` is the bare correct answer that grading
+    compares against; `meta` keeps whatever a task needs to grade or explain the example.
+    """
+
+    id: str
+    messages: tuple[Message, ...]
+    answer: str
+    meta: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+
+@dataclass(frozen=True)
+class Arm:
+    """What a training stage mixes: a task shown with one propensity."""
+
+    task: str
+    propensity: str
+
+
+@dataclass(frozen=True)
+class Condition:
+    """What evaluation measures: a task under one prompted propensity."""
+
+    task: str
+    prompted: str
+
+
+@dataclass(frozen=True)
+class Datum:
+    """Token ids with a per-token loss weight (1 on assistant tokens, 0 elsewhere)."""
+
+    input_ids: tuple[int, ...]
+    weights: tuple[float, ...]
+
+
+class Backend(Protocol):
+    """Shaped like the Tinker training API so hosted and in-process backends share one loop."""
+
+    def forward_backward(self, datums: list[Datum]) -> float: ...
+
+    def optim_step(self, lr: float) -> None: ...
+
+    def sample(self, prompts: list[list[Message]], max_tokens: int, temperature: float = 0.0) -> list[str]: ...
+
+    def save_state(self, path: str) -> None: ...
+
+    def load_state(self, path: str) -> None: ...
+
+
+class Judge(Protocol):
+    def judge(self, texts: list[str]) -> list[bool]: ...
+
+
+class Writer(Protocol):
+    def render(self, example: Example, style: str) -> str: ...

@@ -1,0 +1,27 @@
+"""What a propensity is: an instruction for the prompt, a target renderer, and an adherence judge."""
+
+from __future__ import annotations
+
+import random
+from typing import Protocol
+
+from transferlab.core import Example, Message
+
+
+class Propensity(Protocol):
+    name: str
+    instruction: str
+
+    def render(self, example: Example, rng: random.Random) -> str:
+        """The training target: the example's answer shown with this propensity."""
+
+    def judge(self, texts: list[str]) -> list[bool]:
+        """Whether each response shows this propensity."""
+
+
+def prompt_with(example: Example, propensity: Propensity) -> list[Message]:
+    """The example's messages with the propensity instruction appended to the last user turn."""
+    messages = [dict(m) for m in example.messages]
+    last_user = max(i for i, m in enumerate(messages) if m["role"] == "user")
+    messages[last_user]["content"] += " " + propensity.instruction
+    return messages

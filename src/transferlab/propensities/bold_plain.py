@@ -1,0 +1,32 @@
+"""Bold vs plain: the purest formatting propensity, judged by a regex."""
+
+from __future__ import annotations
+
+import random
+import re
+
+from transferlab.core import Example
+
+BOLD_SPAN = re.compile(r"\*\*\s*[^*\s][^*\n]*?\*\*")
+
+
+class Bold:
+    name = "bold"
+    instruction = "Answer in bold."
+
+    def render(self, example: Example, rng: random.Random) -> str:
+        return f"**{example.answer}**"
+
+    def judge(self, texts: list[str]) -> list[bool]:
+        return [bool(BOLD_SPAN.search(t)) for t in texts]
+
+
+class Plain:
+    name = "plain"
+    instruction = "Answer in plain text."
+
+    def render(self, example: Example, rng: random.Random) -> str:
+        return example.answer
+
+    def judge(self, texts: list[str]) -> list[bool]:
+        return [bool(t.strip()) and "**" not in t for t in texts]

@@ -1,0 +1,245 @@
+"""Metrics over evaluated samples: accuracy per condition, and the transfer gap between prompts.
+
+The research question is whether a capability learnt under one propensity (the *trained* prompt)
+survives when the eval prompt asks for the other one (the *swapped* prompt). `gap_metrics` answers
+it per run and step with paired bootstrap intervals; `across_seeds` sets the spread between runs
+next to those within-run intervals, so neither is mistaken for the other.
+"""
+
+from __future__ import annotations
+
+import warnings
+import zlib
+
+import numpy as np
+import pandas as pd
+
+RUN_KEYS = ["seed", "step", "task", "eval_set"]
+CURVE_KEYS = ["seed", "task", "eval_set"]  # one curve over steps
+PERCENTILES = (2.5, 97.5)  # 95% percentile bootstrap
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval for a proportion; unlike the normal one it stays inside [0, 1] at 0/n."""
+    low, high = _wilson(np.asarray(successes, dtype=float), np.asarray(n, dtype=float), z)
+    return float(low), float(high)
+
+
+def _wilson(successes: np.ndarray, n: np.ndarray, z: float = 1.96) -> tuple[np.ndarray, np.ndarray]:
+    """Vectorised Wilson interval; nan where n == 0."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p = successes / n
+        denom = 1 + z**2 / n
+        centre = (p + z**2 / (2 * n)) / denom
+        half = z * np.sqrt(p * (1 - p) / n + z**2 / (4 * n**2)) / denom
+    low = np.where(n > 0, np.clip(centre - half, 0.0, 1.0), np.nan)
+    high = np.where(n > 0, np.clip(centre + half, 0.0, 1.0), np.nan)
+    return low, high
+
+
+def condition_metrics(samples: pd.DataFrame) -> pd.DataFrame:
+    """Accuracy and adherence per (seed, step, task, eval_set, prompted), with Wilson 95% intervals.
+
+    One row per evaluated condition: the raw curves every other result is built from.
+    """
+    keys = ["seed", "step", "task", "eval_set", "trained", "prompted"]
+    out = (
+        samples.assign(correct=samples["correct"].astype(int), adherent=samples["adherent"].astype(int))
+        .groupby(keys, sort=True)
+        .agg(n=("correct", "size"), n_correct=("correct", "sum"), n_adherent=("adherent", "sum"))
+        .reset_index()
+    )
+    n = out["n"].to_numpy(dtype=float)
+    out["is_trained"] = out["prompted"] == out["trained"]
+    out["accuracy"] = out["n_correct"] / out["n"]
+    out["acc_low"], out["acc_high"] = _wilson(out["n_correct"].to_numpy(dtype=float), n)
+    out["adherence"] = out["n_adherent"] / out["n"]
+    out["adh_low"], out["adh_high"] = _wilson(out["n_adherent"].to_numpy(dtype=float), n)
+    intervals = ["accuracy", "acc_low", "acc_high", "adherence", "adh_low", "adh_high"]
+    return out[[*keys, "is_trained", "n", *intervals]].sort_values([*RUN_KEYS, "prompted"], ignore_index=True)
+
+
+def gap_metrics(
+    samples: pd.DataFrame, n_boot: int = 1000, seed: int = 0, adherence_floor: float = 0.5
+) -> pd.DataFrame:
+    """Transfer gap per (seed, step, task, eval_set): how much accuracy is lost under the swapped prompt.
+
+    `gap` = 1 - acc_swapped / acc_trained (0: full transfer, 1: none). `norm_gap` measures the same
+    loss against what training added over the step-0 baseline, so a task the model half-knew
+    before training is not credited with transfer it never needed. Intervals are 95% percentile
+    bootstraps over example ids, paired across the two prompts. `cut` marks every step from the
+    first one where the model stops following the swapped prompt: past it, the swapped accuracy no
+    longer measures the swapped propensity.
+    """
+    per_example = _per_example(samples)
+    baselines = _baselines(per_example)
+    rows = [
+        _gap_row(key, group, baselines.get((key[0], key[2], key[3])), n_boot, seed)
+        for key, group in per_example.groupby(RUN_KEYS, sort=True)
+    ]
+    gaps = pd.DataFrame(rows, columns=_GAP_COLUMNS[:-2])
+    return _add_cut(gaps, adherence_floor)
+
+
+_GAP_COLUMNS = [
+    *RUN_KEYS, "trained", "swapped", "n",
+    "acc_trained", "acc_trained_low", "acc_trained_high", "acc_swapped",
+    "gap", "gap_low", "gap_high", "baseline", "norm_gap", "norm_gap_low", "norm_gap_high",
+    "swapped_adherence", "adherent_ok", "cut",
+]  # fmt: skip
+
+
+def _per_example(samples: pd.DataFrame) -> pd.DataFrame:
+    """Counts per example id, so repeated samples of one id resample together as one unit."""
+    keys = RUN_KEYS + ["trained", "prompted", "example_id"]
+    out = (
+        samples.assign(correct=samples["correct"].astype(int), adherent=samples["adherent"].astype(int))
+        .groupby(keys, sort=True)
+        .agg(n_rows=("correct", "size"), n_correct=("correct", "sum"), n_adherent=("adherent", "sum"))
+        .reset_index()
+    )
+    return out.assign(correct=out["n_correct"] / out["n_rows"])
+
+
+def _baselines(per_example: pd.DataFrame) -> dict[tuple, tuple[float, np.ndarray]]:
+    """Step-0 accuracy under the trained prompt and its per-example values, by (seed, task, eval_set)."""
+    step0 = per_example[(per_example["step"] == 0) & (per_example["prompted"] == per_example["trained"])]
+    return {
+        key: (_ratio(group, "n_correct"), group["correct"].to_numpy())
+        for key, group in step0.groupby(CURVE_KEYS, sort=True)
+    }
+
+
+def _swapped(prompted: pd.Series, trained: str) -> str | None:
+    """The one prompted propensity other than the trained one; None when only the trained was evaluated."""
+    others = sorted(set(prompted) - {trained})
+    if len(others) > 1:
+        raise ValueError(f"expected one swapped propensity next to {trained!r}, found {others}")
+    return others[0] if others else None
+
+
+def _gap_row(key: tuple, group: pd.DataFrame, base: tuple | None, n_boot: int, seed: int) -> list:
+    """Point estimates and paired bootstrap intervals for one (seed, step, task, eval_set)."""
+    if group["trained"].nunique() != 1:
+        raise ValueError(f"{key}: several trained propensities {sorted(group['trained'].unique())}")
+    trained = group["trained"].iloc[0]
+    swapped = _swapped(group["prompted"], trained)
+    t_rows, s_rows = group[group["prompted"] == trained], group[group["prompted"] == swapped]
+    acc_t, acc_s = _ratio(t_rows, "n_correct"), _ratio(s_rows, "n_correct")
+    baseline, base_values = base if base is not None else (np.nan, np.empty(0))
+    gap, norm_gap = float(_gap(acc_t, acc_s)), float(_norm_gap(acc_t, acc_s, baseline))
+
+    wide = group.pivot(index="example_id", columns="prompted", values="correct")
+    paired = wide[[trained, swapped]].dropna().to_numpy().T if swapped else np.empty((2, 0))
+    rng = _row_rng(seed, key)
+    t_boot, s_boot = _paired_resample(paired, n_boot, rng)
+    base_boot = _resample_means(base_values, n_boot, rng)
+    acc_ci = wilson_interval(int(t_rows["n_correct"].sum()), int(t_rows["n_rows"].sum()))
+    return [
+        *key, trained, swapped, paired.shape[1],
+        acc_t, *acc_ci, acc_s,
+        gap, *_interval(_gap(t_boot, s_boot), gap),
+        baseline, norm_gap, *_interval(_norm_gap(t_boot, s_boot, base_boot), norm_gap),
+        _ratio(s_rows, "n_adherent"),
+    ]  # fmt: skip
+
+
+def _row_rng(seed: int, key: tuple) -> np.random.Generator:
+    """A stream per row, so a row's interval does not change when other rows are added or dropped."""
+    return np.random.default_rng([seed, zlib.crc32("|".join(map(str, key)).encode())])
+
+
+def _ratio(rows: pd.DataFrame, count: str) -> float:
+    """Pooled proportion over rows of per-example counts; nan when there are none."""
+    n = rows["n_rows"].sum()
+    return float(rows[count].sum() / n) if n else np.nan
+
+
+def _gap(acc_trained, acc_swapped):
+    """1 - swapped/trained; nan where trained accuracy is 0 (nothing to transfer)."""
+    acc_trained, acc_swapped = np.asarray(acc_trained, float), np.asarray(acc_swapped, float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(acc_trained > 0, 1 - acc_swapped / acc_trained, np.nan)
+
+
+def _norm_gap(acc_trained, acc_swapped, baseline):
+    """Loss under the swapped prompt as a share of the gain over baseline; nan where there is no gain."""
+    acc_trained, acc_swapped = np.asarray(acc_trained, float), np.asarray(acc_swapped, float)
+    gain = acc_trained - np.asarray(baseline, float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(gain > 0, (acc_trained - acc_swapped) / gain, np.nan)
+
+
+def _paired_resample(pairs: np.ndarray, n_boot: int, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+    """Bootstrap means of both prompts from one index matrix, so each replicate uses the same examples."""
+    n = pairs.shape[1]
+    if n == 0:
+        return np.full(n_boot, np.nan), np.full(n_boot, np.nan)
+    idx = rng.integers(0, n, size=(n_boot, n))
+    return pairs[0][idx].mean(axis=1), pairs[1][idx].mean(axis=1)
+
+
+def _resample_means(values: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """Bootstrap means of one sample (the step-0 baseline, resampled independently of the pairs)."""
+    if len(values) == 0:
+        return np.full(n_boot, np.nan)
+    idx = rng.integers(0, len(values), size=(n_boot, len(values)))
+    return values[idx].mean(axis=1)
+
+
+def _interval(boot: np.ndarray, point: float) -> tuple[float, float]:
+    """nan-aware percentile interval; nan when the point estimate itself is undefined."""
+    if np.isnan(point) or np.isnan(boot).all():
+        return np.nan, np.nan
+    low, high = np.nanpercentile(boot, PERCENTILES)
+    return float(low), float(high)
+
+
+def _add_cut(gaps: pd.DataFrame, adherence_floor: float) -> pd.DataFrame:
+    """Flag adherence per row, and cut each curve from the first step where it falls below the floor."""
+    gaps = gaps.sort_values(RUN_KEYS, ignore_index=True)
+    gaps["adherent_ok"] = gaps["swapped_adherence"] >= adherence_floor
+    below = gaps["swapped_adherence"] < adherence_floor  # nan (no swapped prompt) does not cut
+    by_step = gaps.assign(below=below).sort_values(CURVE_KEYS + ["step"])
+    gaps["cut"] = by_step.groupby(CURVE_KEYS, sort=False)["below"].cummax().reindex(gaps.index)
+    return gaps[_GAP_COLUMNS]
+
+
+def across_seeds(gaps: pd.DataFrame) -> pd.DataFrame:
+    """Per (step, task, eval_set): the mean over seeds, the spread between seeds, and the mean
+    within-run interval half-width, so run-to-run variance is read next to sampling error.
+
+    Done for gap, norm_gap and acc_trained. `*_std` is the sample std (ddof=1, nan for one seed).
+    `cut_any` is True where any seed's curve is cut, `cut_frac` the share of seeds cut.
+    """
+    aggs: dict[str, tuple[str, str]] = {
+        "trained": ("trained", "first"),
+        "swapped": ("swapped", "first"),
+        "n_seeds": ("seed", "nunique"),
+    }
+    halfwidths = {}
+    for metric in ("gap", "norm_gap", "acc_trained"):
+        halfwidths[f"{metric}_halfwidth"] = (gaps[f"{metric}_high"] - gaps[f"{metric}_low"]) / 2
+        aggs |= _spread_aggs(metric)
+    aggs |= {
+        "swapped_adherence_mean": ("swapped_adherence", "mean"),
+        "cut_any": ("cut", "any"),
+        "cut_frac": ("cut", "mean"),
+    }
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # std of one seed
+        out = gaps.assign(**halfwidths).groupby(["step", "task", "eval_set"], sort=True).agg(**aggs)
+    return out.reset_index()
+
+
+def _spread_aggs(metric: str) -> dict[str, tuple[str, str]]:
+    """Named aggregations: mean, between-seed std/min/max, mean bootstrap bounds and half-width."""
+    return {
+        f"{metric}_mean": (metric, "mean"),
+        f"{metric}_std": (metric, "std"),
+        f"{metric}_min": (metric, "min"),
+        f"{metric}_max": (metric, "max"),
+        f"{metric}_low_mean": (f"{metric}_low", "mean"),
+        f"{metric}_high_mean": (f"{metric}_high", "mean"),
+        f"{metric}_halfwidth_mean": (f"{metric}_halfwidth", "mean"),
+    }

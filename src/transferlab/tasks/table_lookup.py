@@ -1,0 +1,104 @@
+"""Subtracted Table Lookup: the colour of the difference of two looked-up numbers.
+
+Table 1 maps symbols to distinct integers, Table 2 maps integers to colours; both are drawn anew for
+every example. The user names two symbols and the answer is Table 2's colour for
+(larger - smaller). Nothing in the prompt says "subtract": the rule is only learnable from data.
+An example is redrawn until its answer differs from the colours of a, b and a+b (where Table 2 has
+them), so those shortcuts score zero rather than better than chance.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from transferlab.core import Example
+from transferlab.organism.vocabulary import COLOURS, GREEK
+from transferlab.tasks.base import grade_exact
+
+QUESTION = "Which colour goes with {a} and {b}?"
+
+
+def render_tables(table1: dict, table2: dict) -> str:
+    """`Table 1: α 5, β 7` — every key and value keeps a leading space, so each is the same token
+    in the tables, the question and other tasks (byte-level tokenizers mark the space)."""
+    return ("Table 1: " + ", ".join(f"{k} {v}" for k, v in table1.items()) + "\n"
+            "Table 2: " + ", ".join(f"{k} {v}" for k, v in table2.items()))
+
+
+@dataclass
+class TableLookup:
+    """Knobs: Table 1 size, the integer range 1..max_int (Table 2 holds every one), colour palette."""
+
+    n_symbols: int = 4
+    max_int: int = 12
+    n_colours: int = 12
+    name: str = "table_lookup"
+
+    def __post_init__(self) -> None:
+        if not 2 <= self.n_symbols <= len(GREEK):
+            raise ValueError(f"n_symbols must be in 2..{len(GREEK)}, got {self.n_symbols}")
+        if not self.n_symbols <= self.max_int <= 40:
+            raise ValueError(f"max_int must be in n_symbols..40, got {self.max_int}")
+        if not 4 <= self.n_colours <= len(COLOURS):
+            raise ValueError(f"n_colours must be in 4..{len(COLOURS)}, got {self.n_colours}")
+
+    # -- examples ---------------------------------------------------------------------------
+    def draw(self, rng: random.Random) -> tuple[dict[str, int], dict[int, str], str, str]:
+        """Tables and a question whose answer no shortcut colour shares."""
+        palette = COLOURS[: self.n_colours]
+        for _ in range(1000):
+            symbols = rng.sample(GREEK, self.n_symbols)
+            table1 = dict(zip(symbols, rng.sample(range(1, self.max_int + 1), self.n_symbols)))
+            keys = list(range(1, self.max_int + 1))
+            rng.shuffle(keys)
+            if self.n_colours >= self.max_int:
+                colours = rng.sample(palette, self.max_int)
+            else:
+                colours = [rng.choice(palette) for _ in keys]
+            table2 = dict(zip(keys, colours))
+            a, b = rng.sample(symbols, 2)
+            va, vb = table1[a], table1[b]
+            answer = table2[abs(va - vb)]
+            shortcuts = {table2.get(va), table2.get(vb), table2.get(va + vb)}
+            if answer not in shortcuts:
+                return table1, table2, a, b
+        raise ValueError("could not draw an example that defeats the shortcuts; use more colours")
+
+    def make(self, rng: random.Random, index: int) -> Example:
+        table1, table2, a, b = self.draw(rng)
+        system = render_tables(table1, table2)
+        diff = abs(table1[a] - table1[b])
+        return Example(
+            id=f"{self.name}-{index}",
+            messages=({"role": "system", "content": system},
+                      {"role": "user", "content": QUESTION.format(a=a, b=b)}),
+            answer=table2[diff],
+            meta={"a": a, "b": b, "value_a": table1[a], "value_b": table1[b], "difference": diff},
+        )
+
+    def train_examples(self, rng: random.Random, n: int) -> list[Example]:
+        return [self.make(rng, i) for i in range(n)]
+
+    def eval_sets(self, rng: random.Random, n: int) -> dict[str, list[Example]]:
+        return {"fresh": [self.make(rng, i) for i in range(n)]}
+
+    def grade(self, example: Example, response: str) -> bool:
+        return grade_exact(example, response)
+
+    # -- chance -----------------------------------------------------------------------------
+    def chance(self, draws: int = 2000) -> float:
+        """Expected accuracy of guessing uniformly among the colours Table 2 lists."""
+        rng = random.Random(0)
+        return sum(1 / len(set(self.draw(rng)[1].values())) for _ in range(draws)) / draws
+
+    def chance_without_shortcuts(self, draws: int = 2000) -> float:
+        """Same, for a guesser who also rules out the colours of a, b and a+b."""
+        rng = random.Random(0)
+        total = 0.0
+        for _ in range(draws):
+            table1, table2, a, b = self.draw(rng)
+            va, vb = table1[a], table1[b]
+            ruled_out = {table2.get(va), table2.get(vb), table2.get(va + vb)} - {None}
+            total += 1 / len(set(table2.values()) - ruled_out)
+        return total / draws

@@ -1,0 +1,109 @@
+"""One experiment, top to bottom: data, SFT on a mixture of arms, evaluation every k steps, results.
+
+Reads like the run it performs: build tasks and the eval grid, evaluate the untouched model (step 0),
+then train, evaluating every `eval.every` steps, and finally write metrics and figures.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from pathlib import Path
+
+import torch
+
+from transferlab.backends import open_backend
+from transferlab.config import ExperimentConfig, dump_config, make_tasks
+from transferlab.evaluate.grid import build_grid, evaluate
+from transferlab.propensities import get_propensity, prompt_with
+from transferlab.results.figures import plot_accuracy, plot_gap
+from transferlab.results.metrics import condition_metrics, gap_metrics
+from transferlab.results.progress import RunProgress
+from transferlab.results.run_folder import RunFolder
+from transferlab.train.render import render_datum
+from transferlab.train.schedule import lr_at
+
+
+def training_batch(config: ExperimentConfig, streams: dict, tokenizer, rng: random.Random) -> list:
+    """`batch_size` datums, arms drawn by weight; each arm's examples come from its own stream."""
+    arms = config.arms
+    picks = rng.choices(range(len(arms)), [a.weight for a in arms], k=config.train.batch_size)
+    datums = []
+    for i in picks:
+        example = next(streams[i])
+        propensity = get_propensity(arms[i].propensity)
+        datums.append(render_datum(tokenizer, prompt_with(example, propensity), propensity.render(example, rng)))
+    return datums
+
+
+def example_stream(task, rng: random.Random, chunk: int = 256):
+    while True:
+        yield from task.train_examples(rng, chunk)
+
+
+def summarise(rows: list[dict]) -> dict[tuple[str, str], float]:
+    """Accuracy per (task, prompted) on each task's first eval set, for the progress line."""
+    first_set: dict[str, str] = {}
+    totals: dict[tuple[str, str], list[int]] = {}
+    for row in rows:
+        first_set.setdefault(row["task"], row["eval_set"])
+        if row["eval_set"] == first_set[row["task"]]:
+            t = totals.setdefault((row["task"], row["prompted"]), [0, 0])
+            t[0] += row["correct"]
+            t[1] += 1
+    return {k: c / n for k, (c, n) in totals.items()}
+
+
+def run_experiment(config: ExperimentConfig, out: str | Path, *, quiet: bool = False) -> RunFolder:
+    folder = RunFolder(out)
+    folder.create(dump_config(config))
+    random.seed(config.seed)
+    torch.manual_seed(config.seed)
+    tasks = make_tasks(config)
+    trained = {arm.task: arm.propensity for arm in config.arms}
+    progress = RunProgress(total_steps=config.train.steps, quiet=quiet)
+    with progress:
+        progress.stage("loading model")
+        backend = open_backend(config.model)
+        eval_rng = random.Random(f"eval-{config.seed}")
+        grid = build_grid(tasks, trained, eval_rng, config.eval.n)
+        train_rng = random.Random(f"train-{config.seed}")
+        streams = {i: example_stream(tasks[arm.task], random.Random(f"{arm.task}-{config.seed}-{i}"))
+                   for i, arm in enumerate(config.arms)}
+
+        def run_eval(step: int) -> None:
+            progress.stage(f"evaluating step {step}")
+            rows = evaluate(backend, tasks, grid, step=step, seed=config.seed, max_tokens=config.eval.max_tokens)
+            folder.append_samples(rows)
+            progress.accuracies(summarise(rows))
+
+        started = time.time()
+        run_eval(0)
+        tokens = 0
+        for step in range(1, config.train.steps + 1):
+            progress.stage("training")
+            datums = training_batch(config, streams, backend.tokenizer, train_rng)
+            loss = backend.forward_backward(datums)
+            lr = lr_at(step - 1, config.train.steps, config.train.lr, config.train.warmup)
+            backend.optim_step(lr)
+            tokens += sum(len(d.input_ids) for d in datums)
+            folder.append_train_log({"step": step, "loss": round(loss, 5), "lr": lr, "tokens": tokens,
+                                     "elapsed_s": round(time.time() - started, 2)})
+            progress.step(step, loss)
+            if step % config.eval.every == 0 or step == config.train.steps:
+                run_eval(step)
+                folder.save_checkpoint(backend)
+        progress.stage("writing metrics and figures")
+        write_results(folder, config)
+    return folder
+
+
+def write_results(folder: RunFolder, config: ExperimentConfig) -> None:
+    samples = folder.read_samples()
+    metrics = condition_metrics(samples)
+    gaps = gap_metrics(samples, n_boot=config.eval.n_boot, seed=config.seed,
+                       adherence_floor=config.eval.adherence_floor)
+    folder.write_table(folder.metrics, metrics)
+    folder.write_table(folder.gaps, gaps)
+    plot_gap(gaps, folder.figures / "gap.png", title=f"{config.name} (seed {config.seed})")
+    plot_accuracy(metrics, folder.figures / "accuracy.png")

@@ -1,0 +1,18 @@
+"""Shared fixtures: a micro organism built in seconds, through the same code path as the real one."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def micro_organism(tmp_path_factory):
+    """A 2-layer organism trained for a few steps and saved as a hub-style folder."""
+    import torch
+
+    from transferlab.organism.build import build_organism
+
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("micro_organism")
+    build_organism(out, size="micro", steps=4, batch_size=8, warmup=2, eval_every=4, eval_n=4, log=lambda _: None)
+    return out

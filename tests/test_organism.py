@@ -1,0 +1,69 @@
+import json
+import random
+
+import pytest
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from transferlab.backends import HFBackend, ModelNotFound, load_pretrained
+from transferlab.organism.curriculum import curriculum
+from transferlab.organism.vocabulary import PEOPLE, PLACES
+from transferlab.propensities import get_propensity, prompt_with
+from transferlab.tasks.table_lookup import TableLookup
+from transferlab.train.render import render_datum
+
+
+def test_organism_folder_loads_through_from_pretrained_like_a_hub_model(micro_organism):
+    assert (micro_organism / "config.json").exists() and (micro_organism / "model.safetensors").exists()
+    model = AutoModelForCausalLM.from_pretrained(micro_organism)
+    tokenizer = AutoTokenizer.from_pretrained(micro_organism)
+    assert model.config.model_type == "llama" and len(tokenizer) == model.config.vocab_size
+    report = json.loads((micro_organism / "build.json").read_text())
+    assert report["steps"] == 4 and report["history"]
+
+
+def test_every_word_of_a_table_lookup_prompt_is_one_known_token(micro_organism):
+    tokenizer = AutoTokenizer.from_pretrained(micro_organism)
+    example = TableLookup().train_examples(random.Random(0), 1)[0]
+    system = example.messages[0]["content"]
+    ids = tokenizer(system, add_special_tokens=False)["input_ids"]
+    assert tokenizer.unk_token_id not in ids
+    words = system.replace(",", " ,").replace(":", " :").split()
+    assert len(ids) == len(words) + system.count("\n")  # the newline is a token of its own
+
+
+def test_decoding_restores_the_exact_text(micro_organism):
+    tokenizer = AutoTokenizer.from_pretrained(micro_organism)
+    for text in ["**red**", "Which colour goes with α and β? Answer in bold.", PEOPLE[0], f"**{PLACES[3]}**."]:
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        assert tokenizer.decode(ids) == text
+
+
+def test_loss_weights_cover_the_assistant_answer_and_end_token_only(micro_organism):
+    tokenizer = AutoTokenizer.from_pretrained(micro_organism)
+    bold = get_propensity("bold")
+    example = curriculum(random.Random(0), 1)[0]
+    datum = render_datum(tokenizer, prompt_with(example, bold), bold.render(example, random.Random(0)))
+    weighted = [t for t, w in zip(datum.input_ids, datum.weights) if w]
+    assert tokenizer.decode(weighted) == f"**{example.answer}**<|end|>"
+    assert tokenizer.convert_ids_to_tokens(datum.input_ids[len(datum.input_ids) - len(weighted) - 1]) == "<|assistant|>"
+
+
+def test_template_that_breaks_the_prefix_is_refused(micro_organism):
+    tokenizer = AutoTokenizer.from_pretrained(micro_organism)
+    tokenizer.chat_template = "{% for m in messages %}{{ m['content'] }}{% endfor %}{% if add_generation_prompt %}>>>{% endif %}"
+    with pytest.raises(ValueError, match="cannot be masked"):
+        render_datum(tokenizer, [{"role": "user", "content": "hi"}], "red")
+
+
+def test_unknown_model_name_says_what_to_pass(tmp_path):
+    with pytest.raises(ModelNotFound, match="not a local folder .* Pass a folder path, 'organism'"):
+        load_pretrained(str(tmp_path / "no-such-model"))
+
+
+def test_backend_samples_one_answer_per_prompt(micro_organism):
+    model, tokenizer = load_pretrained(str(micro_organism))
+    backend = HFBackend(model, tokenizer)
+    prompts = [[{"role": "user", "content": "Repeat the word red. Answer in bold."}]] * 3
+    replies = backend.sample(prompts, max_tokens=3)
+    assert len(replies) == 3 and all(isinstance(r, str) for r in replies)
+    assert len(set(replies)) == 1  # greedy decoding of identical prompts is identical
