@@ -11,6 +11,10 @@ from rich.console import Console
 console = Console(stderr=True)
 
 
+def error(err: Exception) -> None:
+    console.print(f"[red]error:[/red] {err}", soft_wrap=True, highlight=False, markup=True)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from transferlab.backends import ModelNotFound
     from transferlab.config import ConfigError, load_config
@@ -19,14 +23,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         config = load_config(args.config, overrides=args.set, seed=args.seed)
     except ConfigError as err:
-        console.print(f"[red]error:[/red] {err}")
+        error(err)
         return 2
     out = Path(args.out or f"runs/{config.name}-seed{config.seed}")
     console.print(f"run [bold]{config.name}[/bold] seed {config.seed} -> {out}")
     try:
         folder = run_experiment(config, out, quiet=args.quiet)
     except (ModelNotFound, FileExistsError) as err:
-        console.print(f"[red]error:[/red] {err}")
+        error(err)
         return 2
     console.print(f"done: {folder.path}/metrics.csv, {folder.path}/figures/gap.png")
     return 0
@@ -73,8 +77,17 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
+def quiet_libraries() -> None:
+    """Our own progress display says what happens; library progress bars would interleave with it."""
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    quiet_libraries()
     return args.func(args)
 
 

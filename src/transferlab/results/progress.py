@@ -31,5 +31,5 @@ class RunProgress:
     def accuracies(self, scores: dict[tuple[str, str], float]) -> None:
         """Print one line per evaluation so the history stays on screen above the bar."""
         done = int(self.bar.tasks[0].completed)
-        text = "  ".join(f"{task}/{prompted} {acc:.2f}" for (task, prompted), acc in sorted(scores.items()))
-        self.bar.console.print(f"step {done:>5}  accuracy  {text}")
+        text = "  ".join(f"{task}[{prompted}] {acc:.2f}" for (task, prompted), acc in sorted(scores.items()))
+        self.bar.console.print(f"step {done:>5} acc  {text}", highlight=False, soft_wrap=True)

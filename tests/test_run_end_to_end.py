@@ -1,0 +1,59 @@
+"""The whole vertical slice through the real CLI, on a micro organism."""
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+from transformers import AutoModelForCausalLM
+
+from transferlab.config import load_config
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "transferlab.cli", *args], capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_run_writes_a_complete_run_folder(micro_organism, tmp_path):
+    out = tmp_path / "run"
+    result = run_cli("run", "--out", str(out), "--seed", "3", "--set", f"model.name={micro_organism}",
+                     "--set", "model.threads=1", "--set", "train.steps=6", "--set", "train.batch_size=8",
+                     "--set", "eval.every=3", "--set", "eval.n=6", "--set", "eval.n_boot=50",
+                     "--set", "tasks.invented_facts.n_facts=12")
+    assert result.returncode == 0, result.stderr
+
+    config = load_config(out / "config.toml")
+    assert config.seed == 3 and config.train.steps == 6 and config.tasks["table_lookup"]["max_int"] == 12
+
+    samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+    # evaluations at steps 0, 3, 6; table lookup: 6 fresh x 2 prompts; facts: 6 trained + 6 paraphrased x 2
+    assert sorted({s["step"] for s in samples}) == [0, 3, 6]
+    assert len(samples) == 3 * (6 * 2 + 12 * 2)
+    assert {s["prompted"] for s in samples if s["task"] == "table_lookup"} == {"bold", "plain"}
+    assert all(isinstance(s["correct"], bool) and isinstance(s["adherent"], bool) for s in samples)
+
+    metrics = pd.read_csv(out / "metrics.csv")
+    assert len(metrics) == 3 * 6  # steps x (table: 2 conditions, facts: 2 sets x 2 conditions)
+    assert {"accuracy", "acc_low", "acc_high", "n", "adherence"} <= set(metrics.columns)
+    gaps = pd.read_csv(out / "gaps.csv")
+    assert {"gap", "gap_low", "gap_high", "norm_gap", "cut"} <= set(gaps.columns)
+
+    log = pd.read_csv(out / "train_log.csv")
+    assert list(log["step"]) == [1, 2, 3, 4, 5, 6] and log["loss"].notna().all()
+    assert (out / "figures" / "gap.png").stat().st_size > 10_000
+    AutoModelForCausalLM.from_pretrained(out / "checkpoints" / "latest")
+
+
+def test_run_refuses_a_bad_config_before_any_work(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[[arms]]\ntask = "table_lookup"\npropensity = "italic"\n')
+    result = run_cli("run", str(bad), "--out", str(tmp_path / "run"))
+    assert result.returncode == 2
+    assert "unknown propensity 'italic'; allowed: bold, plain" in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_run_names_an_unknown_model(tmp_path):
+    result = run_cli("run", "--out", str(tmp_path / "run"), "--set", "model.name=/nowhere/model")
+    assert result.returncode == 2 and "cannot load model '/nowhere/model'" in result.stderr
