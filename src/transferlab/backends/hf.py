@@ -70,7 +70,7 @@ class HFBackend:
             attention[row, start:] = 1
             nonzero = [i for i, w in enumerate(d.weights) if w]
             first_weighted = min(first_weighted, start + (nonzero[0] if nonzero else len(d.weights)))
-        keep = width - first_weighted + 1  # logits at position t predict token t+1
+        keep = min(width, width - first_weighted + 1)  # logits at position t predict token t+1
         positions = (attention.cumsum(1) - 1).clamp(min=0)
         ids, weights, attention, positions = (t.to(self.device) for t in (ids, weights, attention, positions))
         with self._autocast():
