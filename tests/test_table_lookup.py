@@ -7,6 +7,7 @@ from transferlab.tasks.table_lookup import TableLookup
 
 def parse_tables(system: str) -> tuple[dict[str, int], dict[int, str]]:
     line1, line2 = system.split("\n")
+    line1, line2 = line1.replace("=", " "), line2.replace("=", " ")
     table1 = {k: int(v) for k, v in (e.split() for e in line1.removeprefix("Table 1: ").split(", "))}
     table2 = {int(k): v for k, v in (e.split() for e in line2.removeprefix("Table 2: ").split(", "))}
     return table1, table2

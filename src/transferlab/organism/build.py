@@ -15,13 +15,13 @@ from pathlib import Path
 import torch
 
 from transferlab.backends.hf import HFBackend
-from transferlab.organism.curriculum import CHAINED, PRIMITIVES, curriculum
+from transferlab.organism.curriculum import CHAINED, PRIMITIVES, curriculum, episode
 from transferlab.organism.model import new_organism
 from transferlab.organism.tokenizer import train_tokenizer
 from transferlab.organism.vocabulary import COLOURS, GREEK, ORG_KINDS, ORGS, PEOPLE, PLACES
 from transferlab.propensities import PROPENSITIES, get_propensity, prompt_with
 from transferlab.tasks import TASKS, make_task
-from transferlab.train.render import render_datum
+from transferlab.train.render import render_conversation
 from transferlab.train.schedule import lr_at
 
 
@@ -33,7 +33,8 @@ def tokenizer_corpus() -> list[str]:
     """Every word the organism may meet, in every spacing and decoration it can appear with."""
     rng = random.Random(0)
     words = COLOURS + GREEK + PEOPLE + PLACES + ORGS + ORG_KINDS + [str(i) for i in range(41)]
-    lines = [" ".join(words), " ".join(f"**{w}** {w}. {w}, {w}? **{w}**. **{w}**, (**{w}**)" for w in words)]
+    entries = [f"{s}={n}" for s in GREEK for n in range(41)] + [f"{n}={c}" for n in range(41) for c in COLOURS]
+    lines = [" ".join(words), ", ".join(entries), " ".join(f"**{w}** {w}. {w}, {w}? **{w}**. **{w}**, (**{w}**)" for w in words)]
     propensities = [get_propensity(p) for p in PROPENSITIES]
     examples = curriculum(rng, 20000)
     for name in TASKS:
@@ -83,11 +84,8 @@ def build_organism(out: Path, *, size: str = "small", steps: int = 20000, batch_
     history = []
     tokens = 0
     for step in range(steps):
-        examples = curriculum(rng, batch_size, chained=chained)
-        datums = []
-        for ex in examples:
-            p = rng.choice(propensities)
-            datums.append(render_datum(tokenizer, prompt_with(ex, p), p.render(ex, rng)))
+        datums = [render_conversation(tokenizer, episode(rng, propensities, chained=chained))
+                  for _ in range(batch_size)]
         loss = backend.forward_backward(datums)
         backend.optim_step(lr_at(step, steps, lr, warmup))
         tokens += sum(len(d.input_ids) for d in datums)

@@ -5,9 +5,13 @@ stated fact and follow "answer in bold". The organism learns those primitives he
 experiment's compositions: no example asks for the colour of a difference of looked-up numbers, and
 facts are only ever asked about while stated in the context (the experiment asks closed-book).
 
-Two-step primitives (`chained`) are included by default: the colour of one symbol's number, and the
+Two-step skills (`chained`) are included by default: the colour of one symbol's number, and the
 difference of two symbols' numbers. Each is one hop shorter than Subtracted Table Lookup, whose
 composition (colour of the difference) only the experiment teaches.
+
+Training uses episodes: one context (tables, facts, or none) followed by several question/answer
+turns about it, with loss on every answer. One answer per sequence gave too little signal for
+retrieval to emerge (measured: none after 3,700 steps); several answers per context multiply it.
 """
 
 from __future__ import annotations
@@ -15,96 +19,147 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 
-from transferlab.core import Example
+from transferlab.core import Example, Message
 from transferlab.organism.vocabulary import COLOURS, GREEK, PEOPLE, PLACES
-from transferlab.tasks.invented_facts import RELATIONS, invent_facts
+from transferlab.tasks.invented_facts import RELATIONS, Fact, invent_facts
 from transferlab.tasks.table_lookup import render_tables
 
+QA = tuple[str, str]  # (question, answer)
 
-def _tables(rng: random.Random) -> tuple[dict[str, int], dict[int, str], str]:
+
+def random_tables(rng: random.Random) -> tuple[dict[str, int], dict[int, str]]:
     n_symbols = rng.randint(2, 6)
-    max_int = rng.randint(max(n_symbols, 6), 16)
+    max_int = rng.randint(max(n_symbols, 4), 16)
     symbols = rng.sample(GREEK, n_symbols)
     table1 = dict(zip(symbols, rng.sample(range(1, max_int + 1), n_symbols)))
     keys = list(range(1, max_int + 1))
     rng.shuffle(keys)
-    table2 = {k: rng.choice(COLOURS) for k in keys}
-    return table1, table2, render_tables(table1, table2)
+    return table1, {k: rng.choice(COLOURS) for k in keys}
 
 
-def _example(kind: str, system: str | None, user: str, answer: str) -> Example:
-    messages = ({"role": "system", "content": system},) if system else ()
-    return Example(id=kind, messages=messages + ({"role": "user", "content": user},), answer=answer,
-                   meta={"kind": kind})
+# -- questions about tables -------------------------------------------------------------------
+
+def symbol_number(rng: random.Random, t1: dict, t2: dict) -> QA:
+    s = rng.choice(list(t1))
+    return f"Which number goes with {s}?", str(t1[s])
 
 
-def symbol_number(rng: random.Random) -> Example:
-    table1, _, text = _tables(rng)
-    s = rng.choice(list(table1))
-    return _example("symbol_number", text, f"Which number goes with {s}?", str(table1[s]))
+def number_colour(rng: random.Random, t1: dict, t2: dict) -> QA:
+    k = rng.choice(list(t2))
+    return f"Which colour goes with {k}?", t2[k]
 
 
-def number_colour(rng: random.Random) -> Example:
-    _, table2, text = _tables(rng)
-    k = rng.choice(list(table2))
-    return _example("number_colour", text, f"Which colour goes with {k}?", table2[k])
+def symbol_colour(rng: random.Random, t1: dict, t2: dict) -> QA:
+    s = rng.choice(list(t1))
+    return f"Which colour does {s} point to?", t2[t1[s]]
 
 
-def difference(rng: random.Random) -> Example:
+def symbol_difference(rng: random.Random, t1: dict, t2: dict) -> QA:
+    a, b = rng.sample(list(t1), 2)
+    return f"What is the difference between {a} and {b}?", str(abs(t1[a] - t1[b]))
+
+
+TABLE_QUESTIONS = {"symbol_number": symbol_number, "number_colour": number_colour}
+CHAINED_QUESTIONS = {"symbol_colour": symbol_colour, "symbol_difference": symbol_difference}
+
+
+# -- questions without tables -----------------------------------------------------------------
+
+def difference(rng: random.Random) -> QA:
     a, b = rng.sample(range(1, 17), 2)
-    return _example("difference", None, f"What is the difference between {a} and {b}?", str(abs(a - b)))
+    return f"What is the difference between {a} and {b}?", str(abs(a - b))
 
 
-def larger(rng: random.Random) -> Example:
+def larger(rng: random.Random) -> QA:
     a, b = rng.sample(range(1, 17), 2)
-    return _example("larger", None, f"Which is larger, {a} or {b}?", str(max(a, b)))
+    return f"Which is larger, {a} or {b}?", str(max(a, b))
 
 
-def symbol_colour(rng: random.Random) -> Example:
-    table1, table2, text = _tables(rng)
-    s = rng.choice(list(table1))
-    return _example("symbol_colour", text, f"Which colour does {s} point to?", table2[table1[s]])
+def repeat(rng: random.Random) -> QA:
+    word = rng.choice(COLOURS + PEOPLE + PLACES + [str(i) for i in range(41)])
+    return f"Repeat the word {word}.", word
 
 
-def symbol_difference(rng: random.Random) -> Example:
-    table1, _, text = _tables(rng)
-    a, b = rng.sample(list(table1), 2)
-    return _example("symbol_difference", text, f"What is the difference between {a} and {b}?",
-                    str(abs(table1[a] - table1[b])))
+FREE_QUESTIONS = {"difference": difference, "larger": larger, "repeat": repeat}
 
 
-def recall(rng: random.Random) -> Example:
-    """A question about facts stated in the context (fresh facts each time, never the task's)."""
-    facts = invent_facts(rng.randint(2, 4), seed=rng.randrange(1 << 30) + 1_000_000)
-    fact = rng.choice(facts)
-    user = fact.question(rng.randrange(3))
+def recall_question(rng: random.Random, fact: Fact) -> QA:
+    """A question about a fact stated in the context, sometimes with options to choose from."""
+    question = fact.question(rng.randrange(3))
     if rng.random() < 0.4:
         pool = [o for o in RELATIONS[fact.relation][2] if o != fact.obj]
         options = rng.sample(pool, 3) + [fact.obj]
         rng.shuffle(options)
-        user += " Options: " + ", ".join(options) + "."
-    return _example("recall", "Facts: " + " ".join(f.statement() for f in facts), user, fact.obj)
+        question += " Options: " + ", ".join(options) + "."
+    return question, fact.obj
 
 
-def repeat(rng: random.Random) -> Example:
-    word = rng.choice(COLOURS + PEOPLE + PLACES + [str(i) for i in range(41)])
-    return _example("repeat", None, f"Repeat the word {word}.", word)
+def random_facts(rng: random.Random) -> list[Fact]:
+    """Fresh facts each time (seeds far from the task's), so recall means reading the context."""
+    return invent_facts(rng.randint(2, 4), seed=rng.randrange(1 << 30) + 1_000_000)
+
+
+def facts_text(facts: list[Fact]) -> str:
+    return "Facts: " + " ".join(f.statement() for f in facts)
+
+
+# -- single-turn examples (evaluation of the build) --------------------------------------------
+
+def _single(kind: str, system: str | None, qa: QA) -> Example:
+    messages = ({"role": "system", "content": system},) if system else ()
+    return Example(id=kind, messages=messages + ({"role": "user", "content": qa[0]},), answer=qa[1],
+                   meta={"kind": kind})
+
+
+def _table_example(kind: str, ask) -> Callable[[random.Random], Example]:
+    def make(rng: random.Random) -> Example:
+        t1, t2 = random_tables(rng)
+        return _single(kind, render_tables(t1, t2), ask(rng, t1, t2))
+    return make
+
+
+def _recall_example(rng: random.Random) -> Example:
+    facts = random_facts(rng)
+    return _single("recall", facts_text(facts), recall_question(rng, rng.choice(facts)))
 
 
 PRIMITIVES: dict[str, Callable[[random.Random], Example]] = {
-    "symbol_number": symbol_number, "number_colour": number_colour, "difference": difference,
-    "larger": larger, "recall": recall, "repeat": repeat,
+    **{k: _table_example(k, f) for k, f in TABLE_QUESTIONS.items()},
+    **{k: (lambda f, k: lambda rng: _single(k, None, f(rng)))(f, k) for k, f in FREE_QUESTIONS.items()},
+    "recall": _recall_example,
 }
 CHAINED: dict[str, Callable[[random.Random], Example]] = {
-    "symbol_colour": symbol_colour, "symbol_difference": symbol_difference,
-}
-# Harder skills are drawn more often: retrieval from context is what a small model learns slowest.
-WEIGHTS = {"symbol_number": 3, "number_colour": 3, "difference": 1, "larger": 1, "recall": 2,
-           "repeat": 1, "symbol_colour": 3, "symbol_difference": 3}
+    k: _table_example(k, f) for k, f in CHAINED_QUESTIONS.items()}
+
+
+# -- training episodes ------------------------------------------------------------------------
+
+def episode(rng: random.Random, propensities: list, chained: bool = True, max_turns: int = 6) -> list[Message]:
+    """One context and 1..max_turns questions about it, each answered in a random propensity."""
+    kind = rng.choices(["tables", "facts", "free"], [6, 2, 1])[0]
+    turns = rng.randint(1, max_turns)
+    if kind == "tables":
+        t1, t2 = random_tables(rng)
+        asks = list({**TABLE_QUESTIONS, **(CHAINED_QUESTIONS if chained else {})}.values())
+        system = render_tables(t1, t2)
+        qas = [rng.choice(asks)(rng, t1, t2) for _ in range(turns)]
+    elif kind == "facts":
+        facts = random_facts(rng)
+        system = facts_text(facts)
+        qas = [recall_question(rng, rng.choice(facts)) for _ in range(turns)]
+    else:
+        system = None
+        qas = [rng.choice(list(FREE_QUESTIONS.values()))(rng) for _ in range(turns)]
+    messages: list[Message] = [{"role": "system", "content": system}] if system else []
+    for question, answer in qas:
+        p = rng.choice(propensities)
+        example = Example(id="turn", messages=({"role": "user", "content": question},), answer=answer)
+        messages += [{"role": "user", "content": f"{question} {p.instruction}"},
+                     {"role": "assistant", "content": p.render(example, rng)}]
+    return messages
 
 
 def curriculum(rng: random.Random, n: int, chained: bool = True) -> list[Example]:
-    makers = {**PRIMITIVES, **(CHAINED if chained else {})}
-    names = list(makers)
-    weights = [WEIGHTS[k] for k in names]
-    return [makers[k](rng) for k in rng.choices(names, weights, k=n)]
+    """`n` single-turn examples across all primitive skills (for tokenizer text and evaluation)."""
+    makers = list({**PRIMITIVES, **(CHAINED if chained else {})}.values())
+    return [rng.choice(makers)(rng) for _ in range(n)]

@@ -9,6 +9,8 @@ SIZES = {
     # name: (hidden, layers, heads, mlp)
     "micro": (32, 2, 2, 64),
     "small": (128, 6, 4, 384),
+    "shallow": (128, 2, 4, 256),
+    "mid": (128, 4, 4, 384),
     "base": (192, 8, 6, 512),
 }
 
@@ -27,4 +29,30 @@ def new_organism(tokenizer: PreTrainedTokenizerBase, size: str = "small", seed: 
         bos_token_id=None, attn_implementation="eager",  # eager beats sdpa at this size on CPU
     )
     torch.manual_seed(seed)
-    return LlamaForCausalLM(config)
+    model = LlamaForCausalLM(config)
+    share_space_variants(model, tokenizer)
+    return model
+
+
+@torch.no_grad()
+def share_space_variants(model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerBase) -> int:
+    """Start " red" and "red" from one embedding vector, and an entry " α=5" from " α" and " 5".
+
+    A byte-level tokenizer keeps the leading space with the word, so a colour read in a table
+    (" red") and the same colour written as an answer ("red") are different tokens. Copying one to
+    the other is then a mapping the model must learn word by word; with a shared start it is not.
+    """
+    vocab = tokenizer.get_vocab()
+    weight = model.get_input_embeddings().weight
+    shared = 0
+    for token, index in vocab.items():
+        if token.startswith("Ġ") and token[1:] in vocab:
+            weight[index] = weight[vocab[token[1:]]]
+            shared += 1
+    # A table entry " α=5" starts as the sum of " α" and " 5": its key and value are readable at once.
+    for token, index in vocab.items():
+        key, _, value = token.partition("=")
+        if value and key in vocab and "Ġ" + value in vocab:
+            weight[index] = (weight[vocab[key]] + weight[vocab["Ġ" + value]]) / 2**0.5
+            shared += 1
+    return shared

@@ -20,10 +20,9 @@ QUESTION = "Which colour goes with {a} and {b}?"
 
 
 def render_tables(table1: dict, table2: dict) -> str:
-    """`Table 1: α 5, β 7` — every key and value keeps a leading space, so each is the same token
-    in the tables, the question and other tasks (byte-level tokenizers mark the space)."""
-    return ("Table 1: " + ", ".join(f"{k} {v}" for k, v in table1.items()) + "\n"
-            "Table 2: " + ", ".join(f"{k} {v}" for k, v in table2.items()))
+    """`Table 1: α=5, β=7` on one line, `Table 2: 4=red, 1=blue` on the next."""
+    return ("Table 1: " + ", ".join(f"{k}={v}" for k, v in table1.items()) + "\n"
+            "Table 2: " + ", ".join(f"{k}={v}" for k, v in table2.items()))
 
 
 @dataclass

@@ -29,3 +29,19 @@ def render_datum(tokenizer: PreTrainedTokenizerBase, messages: list[Message], ta
             "does")
     weights = [0.0] * len(prompt_ids) + [1.0] * (len(full_ids) - len(prompt_ids))
     return Datum(tuple(full_ids), tuple(weights))
+
+
+def render_conversation(tokenizer: PreTrainedTokenizerBase, messages: list[Message]) -> Datum:
+    """A multi-turn conversation with loss on every assistant turn (the template decides the tokens)."""
+    ids: list[int] = []
+    weights: list[float] = []
+    for i, message in enumerate(messages):
+        if message["role"] != "assistant":
+            continue
+        turn = render_datum(tokenizer, messages[:i], message["content"])
+        if turn.input_ids[: len(ids)] != tuple(ids):
+            raise ValueError("the chat template renders earlier turns differently once later turns exist; "
+                             "multi-turn loss masks need a template that only appends")
+        weights += list(turn.weights[len(ids):])
+        ids = list(turn.input_ids)
+    return Datum(tuple(ids), tuple(weights))
