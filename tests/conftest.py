@@ -14,5 +14,6 @@ def micro_organism(tmp_path_factory):
 
     torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("micro_organism")
-    build_organism(out, size="micro", steps=4, batch_size=8, warmup=2, eval_every=4, eval_n=4, log=lambda _: None)
+    build_organism(out, size="micro", grow_to=3, retrieval_steps=2, steps=2, batch_size=8, warmup=1,
+                   eval_every=2, eval_n=4, log=lambda _: None)
     return out

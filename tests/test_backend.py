@@ -57,3 +57,16 @@ def test_optimizer_steps_lower_the_loss_on_a_fixed_batch(micro_organism):
         backend.optim_step(3e-3)
         last = backend.forward_backward(batch)
     assert last < first * 0.8
+
+
+def test_seeded_training_steps_reproduce_recorded_losses(micro_organism):
+    """Pins the loss of three seeded steps: a broken mask, template or optimizer moves these at once.
+    If the organism's vocabulary or curriculum changes on purpose, record the new values."""
+    model, tokenizer = load_pretrained(str(micro_organism))
+    backend = HFBackend(model, tokenizer, bf16=False)
+    batch = datums(tokenizer, n=8, seed=1)
+    losses = []
+    for _ in range(3):
+        losses.append(backend.forward_backward(batch))
+        backend.optim_step(1e-3)
+    assert losses == pytest.approx([7.7689995765686035, 7.696808338165283, 7.6319499015808105], rel=1e-4)

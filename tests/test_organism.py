@@ -18,7 +18,8 @@ def test_organism_folder_loads_through_from_pretrained_like_a_hub_model(micro_or
     tokenizer = AutoTokenizer.from_pretrained(micro_organism)
     assert model.config.model_type == "llama" and len(tokenizer) == model.config.vocab_size
     report = json.loads((micro_organism / "build.json").read_text())
-    assert report["steps"] == 4 and report["history"]
+    assert report["steps"] == 2 and report["grow_to"] == 3 and model.config.num_hidden_layers == 3
+    assert [h["phase"] for h in report["history"]] == ["retrieval", "curriculum"]
 
 
 def test_every_word_of_a_table_lookup_prompt_is_one_known_token(micro_organism):
@@ -69,3 +70,37 @@ def test_backend_samples_one_answer_per_prompt(micro_organism):
     replies = backend.sample(prompts, max_tokens=3)
     assert len(replies) == 3 and all(isinstance(r, str) for r in replies)
     assert len(set(replies)) == 1  # greedy decoding of identical prompts is identical
+
+
+def test_episode_weights_every_answer_and_nothing_else(micro_organism):
+    from transferlab.organism.curriculum import episode
+    from transferlab.train.render import render_conversation
+
+    tokenizer = AutoTokenizer.from_pretrained(micro_organism)
+    rng = random.Random(5)
+    messages = episode(rng, [get_propensity("bold"), get_propensity("plain")], max_turns=4)
+    datum = render_conversation(tokenizer, messages)
+    weighted = tokenizer.decode([t for t, w in zip(datum.input_ids, datum.weights) if w])
+    answers = [m["content"] + "<|end|>" for m in messages if m["role"] == "assistant"]
+    assert weighted == "".join(answers)
+
+
+def test_curriculum_never_asks_the_experiments_composition():
+    from transferlab.organism.curriculum import curriculum, episode
+
+    rng = random.Random(0)
+    questions = [m["content"] for _ in range(300) for m in episode(rng, [get_propensity("bold")]) if m["role"] == "user"]
+    questions += [ex.messages[-1]["content"] for ex in curriculum(rng, 300)]
+    assert not any(" and " in q and "colour" in q.lower() for q in questions)
+
+
+def test_grown_organism_computes_what_the_shallow_one_did(micro_organism):
+    import torch
+
+    from transferlab.organism.model import grow
+
+    model = AutoModelForCausalLM.from_pretrained(micro_organism)
+    ids = torch.tensor([[5, 6, 7, 8, 9]])
+    grown = grow(model, model.config.num_hidden_layers + 2)
+    assert grown.config.num_hidden_layers == model.config.num_hidden_layers + 2
+    assert torch.allclose(model(ids).logits, grown(ids).logits, atol=1e-5)

@@ -39,7 +39,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_organism_build(args: argparse.Namespace) -> int:
     from transferlab.organism.build import build_organism
 
-    report = build_organism(Path(args.out), size=args.size, steps=args.steps, batch_size=args.batch_size,
+    report = build_organism(Path(args.out), size=args.size, grow_to=args.grow_to,
+                            retrieval_steps=args.retrieval_steps, steps=args.steps, batch_size=args.batch_size,
                             lr=args.lr, warmup=args.warmup, seed=args.seed, chained=not args.no_chained,
                             eval_every=args.eval_every, threads=args.threads,
                             log=lambda line: console.print(line, highlight=False))
@@ -64,13 +65,15 @@ def parser() -> argparse.ArgumentParser:
     organism_sub = organism.add_subparsers(dest="organism_command", required=True)
     build = organism_sub.add_parser("build", help="pretrain the base organism on the primitive curriculum")
     build.add_argument("--out", required=True)
-    build.add_argument("--size", default="small")
-    build.add_argument("--steps", type=int, default=10000)
+    build.add_argument("--size", default="shallow", help="starting size (see organism/model.py)")
+    build.add_argument("--grow-to", type=int, default=6, help="layers after the retrieval phase")
+    build.add_argument("--retrieval-steps", type=int, default=800, help="steps of the retrieval-only phase")
+    build.add_argument("--steps", type=int, default=3000, help="steps of the full-curriculum phase")
     build.add_argument("--batch-size", type=int, default=32)
-    build.add_argument("--lr", type=float, default=1e-3)
-    build.add_argument("--warmup", type=int, default=300)
+    build.add_argument("--lr", type=float, default=2e-3)
+    build.add_argument("--warmup", type=int, default=100)
     build.add_argument("--seed", type=int, default=0)
-    build.add_argument("--eval-every", type=int, default=500)
+    build.add_argument("--eval-every", type=int, default=250)
     build.add_argument("--threads", type=int, default=2)
     build.add_argument("--no-chained", action="store_true", help="primitives only, no two-step skills")
     build.set_defaults(func=cmd_organism_build)

@@ -16,7 +16,7 @@ import torch
 
 from transferlab.backends.hf import HFBackend
 from transferlab.organism.curriculum import CHAINED, PRIMITIVES, curriculum, episode
-from transferlab.organism.model import new_organism
+from transferlab.organism.model import grow, new_organism
 from transferlab.organism.tokenizer import train_tokenizer
 from transferlab.organism.vocabulary import COLOURS, GREEK, ORG_KINDS, ORGS, PEOPLE, PLACES
 from transferlab.propensities import PROPENSITIES, get_propensity, prompt_with
@@ -66,9 +66,12 @@ def evaluate_curriculum(backend: HFBackend, seed: int, n: int = 64, chained: boo
     return scores
 
 
-def build_organism(out: Path, *, size: str = "small", steps: int = 20000, batch_size: int = 32,
-                   lr: float = 1e-3, warmup: int = 500, seed: int = 0, chained: bool = True,
-                   eval_every: int = 1000, eval_n: int = 64, threads: int | None = None, log=print) -> dict:
+def build_organism(out: Path, *, size: str = "shallow", grow_to: int = 6, retrieval_steps: int = 800,
+                   steps: int = 3000, batch_size: int = 32, lr: float = 2e-3, warmup: int = 100, seed: int = 0,
+                   chained: bool = True, eval_every: int = 250, eval_n: int = 64, threads: int | None = None,
+                   log=print) -> dict:
+    """Two phases: a shallow model learns in-context retrieval on table lookups alone
+    (`retrieval_steps`), then grows to `grow_to` layers and learns the whole curriculum (`steps`)."""
     if threads:
         torch.set_num_threads(threads)
     out = Path(out)
@@ -76,31 +79,42 @@ def build_organism(out: Path, *, size: str = "small", steps: int = 20000, batch_
     started = time.time()
     tokenizer = train_tokenizer(tokenizer_corpus())
     model = new_organism(tokenizer, size=size, seed=seed)
-    backend = HFBackend(model, tokenizer)
-    n_params = sum(p.numel() for p in model.parameters())
-    log(f"organism {size}: {n_params / 1e6:.2f}M parameters, vocabulary {len(tokenizer)}")
     rng = random.Random(seed)
     propensities = [get_propensity(p) for p in PROPENSITIES]
-    history = []
-    tokens = 0
-    for step in range(steps):
-        datums = [render_conversation(tokenizer, episode(rng, propensities, chained=chained))
-                  for _ in range(batch_size)]
-        loss = backend.forward_backward(datums)
-        backend.optim_step(lr_at(step, steps, lr, warmup))
-        tokens += sum(len(d.input_ids) for d in datums)
-        if (step + 1) % 100 == 0:
-            elapsed = time.time() - started
-            log(f"step {step + 1}/{steps} loss {loss:.3f} tok/s {tokens / elapsed:.0f} "
-                f"elapsed {elapsed / 60:.1f} min")
-        if (step + 1) % eval_every == 0 or step + 1 == steps:
-            scores = evaluate_curriculum(backend, seed=10_000 + step, n=eval_n, chained=chained)
-            history.append({"step": step + 1, "loss": loss, **scores})
-            log(f"eval step {step + 1}: " + " ".join(f"{k}={v:.2f}" for k, v in scores.items()))
-            backend.model.save_pretrained(out)
-            tokenizer.save_pretrained(out)
-    report = {"size": size, "steps": steps, "batch_size": batch_size, "lr": lr, "warmup": warmup,
-              "seed": seed, "chained": chained, "parameters": n_params,
-              "minutes": (time.time() - started) / 60, "history": history}
-    (out / "build.json").write_text(json.dumps(report, indent=2))
+    report = {"size": size, "grow_to": grow_to, "retrieval_steps": retrieval_steps, "steps": steps,
+              "batch_size": batch_size, "lr": lr, "warmup": warmup, "seed": seed, "chained": chained,
+              "history": []}
+    phases = [("retrieval", retrieval_steps, True), ("curriculum", steps, False)]
+    done = 0
+    for phase, phase_steps, tables_only in phases:
+        if phase == "curriculum" and grow_to > model.config.num_hidden_layers:
+            model = grow(model, grow_to)
+        backend = HFBackend(model, tokenizer)
+        report["parameters"] = sum(p.numel() for p in model.parameters())
+        log(f"phase {phase}: {model.config.num_hidden_layers} layers, {report['parameters'] / 1e6:.2f}M "
+            f"parameters, vocabulary {len(tokenizer)}, {phase_steps} steps")
+        tokens = 0
+        phase_started = time.time()
+        for step in range(phase_steps):
+            datums = [render_conversation(tokenizer, episode(rng, propensities, chained=chained,
+                                                             tables_only=tables_only))
+                      for _ in range(batch_size)]
+            loss = backend.forward_backward(datums)
+            backend.optim_step(lr_at(step, phase_steps, lr, warmup))
+            tokens += sum(len(d.input_ids) for d in datums)
+            done += 1
+            if (step + 1) % 50 == 0:
+                elapsed = time.time() - phase_started
+                left = elapsed / (step + 1) * (phase_steps - step - 1)
+                log(f"{phase} step {step + 1}/{phase_steps} loss {loss:.3f} tok/s {tokens / elapsed:.0f} "
+                    f"elapsed {(time.time() - started) / 60:.1f} min, phase left {left / 60:.1f} min")
+            if (step + 1) % eval_every == 0 or step + 1 == phase_steps:
+                scores = evaluate_curriculum(backend, seed=10_000 + done, n=eval_n, chained=chained)
+                report["history"].append({"phase": phase, "step": done, "loss": loss, **scores})
+                log(f"eval {phase} step {step + 1}: " + " ".join(
+                    f"{k}={v:.2f}" for k, v in scores.items() if "/" not in k))
+                report["minutes"] = (time.time() - started) / 60
+                model.save_pretrained(out)
+                tokenizer.save_pretrained(out)
+                (out / "build.json").write_text(json.dumps(report, indent=2))
     return report

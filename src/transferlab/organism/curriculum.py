@@ -10,8 +10,9 @@ difference of two symbols' numbers. Each is one hop shorter than Subtracted Tabl
 composition (colour of the difference) only the experiment teaches.
 
 Training uses episodes: one context (tables, facts, or none) followed by several question/answer
-turns about it, with loss on every answer. One answer per sequence gave too little signal for
-retrieval to emerge (measured: none after 3,700 steps); several answers per context multiply it.
+turns about it, with loss on every answer, and list questions whose answers interleave keys and
+values. One answer per sequence gave too little signal for retrieval to emerge (measured: none
+after 4,000 steps); list answers made it emerge in ~500.
 """
 
 from __future__ import annotations
@@ -59,7 +60,23 @@ def symbol_difference(rng: random.Random, t1: dict, t2: dict) -> QA:
     return f"What is the difference between {a} and {b}?", str(abs(t1[a] - t1[b]))
 
 
-TABLE_QUESTIONS = {"symbol_number": symbol_number, "number_colour": number_colour}
+def symbol_numbers(rng: random.Random, t1: dict, t2: dict) -> QA:
+    """Several lookups answered as `β 7, α 5`: each value is predicted right after its symbol, so
+    every second answer token is a retrieval whose query is the token just written. This dense,
+    direct signal is what makes in-context retrieval emerge (measured: ~500 steps, against none in
+    4,000 steps of one-answer questions)."""
+    keys = rng.sample(list(t1), rng.randint(2, len(t1)))
+    return "Which numbers go with " + ", ".join(keys) + "?", ", ".join(f"{k} {t1[k]}" for k in keys)
+
+
+def number_colours(rng: random.Random, t1: dict, t2: dict) -> QA:
+    keys = rng.sample(list(t2), rng.randint(2, min(6, len(t2))))
+    return ("Which colours go with " + ", ".join(map(str, keys)) + "?",
+            ", ".join(f"{k} {t2[k]}" for k in keys))
+
+
+TABLE_QUESTIONS = {"symbol_number": symbol_number, "number_colour": number_colour,
+                   "symbol_numbers": symbol_numbers, "number_colours": number_colours}
 CHAINED_QUESTIONS = {"symbol_colour": symbol_colour, "symbol_difference": symbol_difference}
 
 
@@ -134,9 +151,13 @@ CHAINED: dict[str, Callable[[random.Random], Example]] = {
 
 # -- training episodes ------------------------------------------------------------------------
 
-def episode(rng: random.Random, propensities: list, chained: bool = True, max_turns: int = 6) -> list[Message]:
-    """One context and 1..max_turns questions about it, each answered in a random propensity."""
-    kind = rng.choices(["tables", "facts", "free"], [6, 2, 1])[0]
+def episode(rng: random.Random, propensities: list, chained: bool = True, max_turns: int = 6,
+            tables_only: bool = False) -> list[Message]:
+    """One context and 1..max_turns questions about it, each answered in a random propensity.
+
+    `tables_only` restricts to one-step table lookups: the build's first, retrieval-only phase."""
+    kind = "tables" if tables_only else rng.choices(["tables", "facts", "free"], [6, 2, 1])[0]
+    chained = chained and not tables_only
     turns = rng.randint(1, max_turns)
     if kind == "tables":
         t1, t2 = random_tables(rng)

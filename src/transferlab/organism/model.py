@@ -35,6 +35,27 @@ def new_organism(tokenizer: PreTrainedTokenizerBase, size: str = "small", seed: 
 
 
 @torch.no_grad()
+def grow(model: LlamaForCausalLM, layers: int) -> LlamaForCausalLM:
+    """The same model with new decoder layers stacked on top, each starting as the identity.
+
+    A 2-layer organism finds in-context retrieval within a few hundred steps; deeper ones take far
+    longer (measured: 4 and 6 layers showed none after 700). So the build trains shallow first,
+    then grows: new layers have zero output projections, so the grown model computes exactly what
+    the shallow one did, and learns the compositions on top of the retrieval it already has.
+    """
+    config = model.config.__class__.from_dict(model.config.to_dict())
+    old = config.num_hidden_layers
+    config.num_hidden_layers = layers
+    grown = LlamaForCausalLM(config)
+    missing, unexpected = grown.load_state_dict(model.state_dict(), strict=False)
+    assert not unexpected and all(".layers." in k for k in missing), (missing, unexpected)
+    for layer in grown.model.layers[old:]:
+        layer.self_attn.o_proj.weight.zero_()
+        layer.mlp.down_proj.weight.zero_()
+    return grown
+
+
+@torch.no_grad()
 def share_space_variants(model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerBase) -> int:
     """Start " red" and "red" from one embedding vector, and an entry " α=5" from " α" and " 5".
 
