@@ -5,13 +5,14 @@ import subprocess
 import sys
 
 import pandas as pd
+import pytest
 from transformers import AutoModelForCausalLM
 
 from transferlab.config import load_config
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "transferlab.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "transferlab.cli", *args], capture_output=True, text=True, check=False,
                           timeout=300)
 
 
@@ -35,7 +36,8 @@ def test_run_writes_a_complete_run_folder(micro_organism, tmp_path):
 
     metrics = pd.read_csv(out / "metrics.csv")
     assert len(metrics) == 3 * 6  # steps x (table: 2 conditions, facts: 2 sets x 2 conditions)
-    assert {"accuracy", "acc_low", "acc_high", "n", "adherence"} <= set(metrics.columns)
+    assert {"accuracy", "acc_low", "acc_high", "n", "adherence", "chance"} <= set(metrics.columns)
+    assert metrics.loc[metrics.task == "table_lookup", "chance"].iloc[0] == pytest.approx(1 / 12)
     gaps = pd.read_csv(out / "gaps.csv")
     assert {"gap", "gap_low", "gap_high", "norm_gap", "cut"} <= set(gaps.columns)
 

@@ -67,7 +67,7 @@ def parser() -> argparse.ArgumentParser:
     build.add_argument("--out", required=True)
     build.add_argument("--size", default="shallow", help="starting size (see organism/model.py)")
     build.add_argument("--grow-to", type=int, default=6, help="layers after the retrieval phase")
-    build.add_argument("--retrieval-steps", type=int, default=800, help="steps of the retrieval-only phase")
+    build.add_argument("--retrieval-steps", type=int, default=2000, help="most steps of the retrieval phase")
     build.add_argument("--steps", type=int, default=3000, help="steps of the full-curriculum phase")
     build.add_argument("--batch-size", type=int, default=32)
     build.add_argument("--lr", type=float, default=2e-3)

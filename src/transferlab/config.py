@@ -13,7 +13,15 @@ from pathlib import Path
 from typing import Any
 
 import tomli_w
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from transferlab.propensities import PAIRS, PROPENSITIES, partner
 from transferlab.tasks import TASKS
@@ -193,4 +201,4 @@ def dump_config(config: ExperimentConfig) -> str:
     return tomli_w.dumps(config.model_dump(mode="json"))
 
 
-__all__ = ["ConfigError", "ExperimentConfig", "PAIRS", "dump_config", "load_config", "make_tasks"]
+__all__ = ["PAIRS", "ConfigError", "ExperimentConfig", "dump_config", "load_config", "make_tasks"]

@@ -66,12 +66,14 @@ def evaluate_curriculum(backend: HFBackend, seed: int, n: int = 64, chained: boo
     return scores
 
 
-def build_organism(out: Path, *, size: str = "shallow", grow_to: int = 6, retrieval_steps: int = 800,
+def build_organism(out: Path, *, size: str = "shallow", grow_to: int = 6, retrieval_steps: int = 2000,
+                   retrieval_target: float = 0.9,
                    steps: int = 3000, batch_size: int = 32, lr: float = 2e-3, warmup: int = 100, seed: int = 0,
                    chained: bool = True, eval_every: int = 250, eval_n: int = 64, threads: int | None = None,
                    log=print) -> dict:
-    """Two phases: a shallow model learns in-context retrieval on table lookups alone
-    (`retrieval_steps`), then grows to `grow_to` layers and learns the whole curriculum (`steps`)."""
+    """Two phases: a shallow model learns in-context retrieval on table lookups alone (until
+    single lookups reach `retrieval_target`, at most `retrieval_steps`), then grows to `grow_to`
+    layers and learns the whole curriculum (`steps`)."""
     if threads:
         torch.set_num_threads(threads)
     out = Path(out)
@@ -100,7 +102,8 @@ def build_organism(out: Path, *, size: str = "shallow", grow_to: int = 6, retrie
                                                              tables_only=tables_only))
                       for _ in range(batch_size)]
             loss = backend.forward_backward(datums)
-            backend.optim_step(lr_at(step, phase_steps, lr, warmup))
+            # the retrieval phase keeps its learning rate high: it ends when retrieval appears
+            backend.optim_step(lr_at(step, 4 * phase_steps if tables_only else phase_steps, lr, warmup))
             tokens += sum(len(d.input_ids) for d in datums)
             done += 1
             if (step + 1) % 50 == 0:
@@ -117,4 +120,7 @@ def build_organism(out: Path, *, size: str = "shallow", grow_to: int = 6, retrie
                 model.save_pretrained(out)
                 tokenizer.save_pretrained(out)
                 (out / "build.json").write_text(json.dumps(report, indent=2))
+                if tables_only and min(scores["symbol_number"], scores["number_colour"]) >= retrieval_target:
+                    log(f"retrieval reached {retrieval_target:.0%} at step {step + 1}; growing")
+                    break
     return report

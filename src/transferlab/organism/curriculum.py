@@ -77,6 +77,8 @@ def number_colours(rng: random.Random, t1: dict, t2: dict) -> QA:
 
 TABLE_QUESTIONS = {"symbol_number": symbol_number, "number_colour": number_colour,
                    "symbol_numbers": symbol_numbers, "number_colours": number_colours}
+# The retrieval phase leans on Table 1 lists, the format in which retrieval emerged in probes.
+RETRIEVAL_WEIGHTS = {"symbol_numbers": 6, "number_colours": 2, "symbol_number": 1, "number_colour": 1}
 CHAINED_QUESTIONS = {"symbol_colour": symbol_colour, "symbol_difference": symbol_difference}
 
 
@@ -135,6 +137,12 @@ def _table_example(kind: str, ask) -> Callable[[random.Random], Example]:
     return make
 
 
+def _free_example(kind: str, ask) -> Callable[[random.Random], Example]:
+    def make(rng: random.Random) -> Example:
+        return _single(kind, None, ask(rng))
+    return make
+
+
 def _recall_example(rng: random.Random) -> Example:
     facts = random_facts(rng)
     return _single("recall", facts_text(facts), recall_question(rng, rng.choice(facts)))
@@ -142,7 +150,7 @@ def _recall_example(rng: random.Random) -> Example:
 
 PRIMITIVES: dict[str, Callable[[random.Random], Example]] = {
     **{k: _table_example(k, f) for k, f in TABLE_QUESTIONS.items()},
-    **{k: (lambda f, k: lambda rng: _single(k, None, f(rng)))(f, k) for k, f in FREE_QUESTIONS.items()},
+    **{k: _free_example(k, f) for k, f in FREE_QUESTIONS.items()},
     "recall": _recall_example,
 }
 CHAINED: dict[str, Callable[[random.Random], Example]] = {
@@ -161,9 +169,10 @@ def episode(rng: random.Random, propensities: list, chained: bool = True, max_tu
     turns = rng.randint(1, max_turns)
     if kind == "tables":
         t1, t2 = random_tables(rng)
-        asks = list({**TABLE_QUESTIONS, **(CHAINED_QUESTIONS if chained else {})}.values())
+        asks = {**TABLE_QUESTIONS, **(CHAINED_QUESTIONS if chained else {})}
+        weights = [RETRIEVAL_WEIGHTS[k] if tables_only else 1 for k in asks]
         system = render_tables(t1, t2)
-        qas = [rng.choice(asks)(rng, t1, t2) for _ in range(turns)]
+        qas = [rng.choices(list(asks.values()), weights)[0](rng, t1, t2) for _ in range(turns)]
     elif kind == "facts":
         facts = random_facts(rng)
         system = facts_text(facts)

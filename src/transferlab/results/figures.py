@@ -10,11 +10,11 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
-from transferlab.results.metrics import across_seeds  # noqa: E402
+from transferlab.results.metrics import across_seeds
 
 GAP_COLOUR = "tab:red"
 ACC_COLOUR = "tab:blue"

@@ -61,8 +61,11 @@ def run_experiment(config: ExperimentConfig, out: str | Path, *, quiet: bool = F
     torch.manual_seed(config.seed)
     tasks = make_tasks(config)
     trained = {arm.task: arm.propensity for arm in config.arms}
+    chance = {name: task.chance() for name, task in tasks.items()}
     progress = RunProgress(total_steps=config.train.steps, quiet=quiet)
     with progress:
+        progress.console.print("chance accuracy: " + ", ".join(f"{k} {v:.1%}" for k, v in chance.items()),
+                               highlight=False)
         progress.stage("loading model")
         backend = open_backend(config.model)
         eval_rng = random.Random(f"eval-{config.seed}")
@@ -94,13 +97,14 @@ def run_experiment(config: ExperimentConfig, out: str | Path, *, quiet: bool = F
                 run_eval(step)
                 folder.save_checkpoint(backend)
         progress.stage("writing metrics and figures")
-        write_results(folder, config)
+        write_results(folder, config, chance)
     return folder
 
 
-def write_results(folder: RunFolder, config: ExperimentConfig) -> None:
+def write_results(folder: RunFolder, config: ExperimentConfig, chance: dict[str, float]) -> None:
     samples = folder.read_samples()
     metrics = condition_metrics(samples)
+    metrics["chance"] = metrics["task"].map(chance)
     gaps = gap_metrics(samples, n_boot=config.eval.n_boot, seed=config.seed,
                        adherence_floor=config.eval.adherence_floor)
     folder.write_table(folder.metrics, metrics)
