@@ -39,4 +39,4 @@ class RunProgress:
         """Print one line per evaluation so the history stays on screen above the bar."""
         done = int(self.bar.tasks[0].completed)
         text = "  ".join(f"{task}[{prompted}] {acc:.2f}" for (task, prompted), acc in sorted(scores.items()))
-        self.bar.console.print(f"step {done:>5} acc  {text}", highlight=False, soft_wrap=True)
+        self.bar.console.print(f"step {done:>5} acc  {text}", highlight=False, soft_wrap=True, markup=False)

@@ -109,5 +109,11 @@ def write_results(folder: RunFolder, config: ExperimentConfig, chance: dict[str,
                        adherence_floor=config.eval.adherence_floor)
     folder.write_table(folder.metrics, metrics)
     folder.write_table(folder.gaps, gaps)
-    plot_gap(gaps, folder.figures / "gap.png", title=f"{config.name} (seed {config.seed})")
-    plot_accuracy(metrics, folder.figures / "accuracy.png")
+    # Figures show each task's primary eval set: the first one the task defines (fresh, trained).
+    primary = samples.groupby("task", sort=False)["eval_set"].first()
+    plot_gap(primary_rows(gaps, primary), folder.figures / "gap.png", title=f"{config.name} (seed {config.seed})")
+    plot_accuracy(primary_rows(metrics, primary), folder.figures / "accuracy.png")
+
+
+def primary_rows(frame, primary):
+    return frame[frame["eval_set"] == frame["task"].map(primary)]
