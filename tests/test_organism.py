@@ -104,3 +104,12 @@ def test_grown_organism_computes_what_the_shallow_one_did(micro_organism):
     grown = grow(model, model.config.num_hidden_layers + 2)
     assert grown.config.num_hidden_layers == model.config.num_hidden_layers + 2
     assert torch.allclose(model(ids).logits, grown(ids).logits, atol=1e-5)
+
+
+def test_shipped_organism_loads_by_name_and_says_how_it_was_built():
+    from transferlab.backends import resolve_model, shipped_organism
+
+    model, tokenizer = load_pretrained(resolve_model("organism"))
+    assert model.config.vocab_size == len(tokenizer)
+    report = json.loads((shipped_organism() / "build.json").read_text())
+    assert report["history"] and {"symbol_number", "number_colour"} <= set(report["history"][-1])
