@@ -70,10 +70,11 @@ def build_organism(out: Path, *, size: str = "shallow", grow_to: int = 6, retrie
                    retrieval_target: float = 0.9,
                    steps: int = 3000, batch_size: int = 32, lr: float = 2e-3, warmup: int = 100, seed: int = 0,
                    chained: bool = True, eval_every: int = 250, eval_n: int = 64, threads: int | None = None,
-                   log=print) -> dict:
+                   stop_at: int | None = None, log=print) -> dict:
     """Two phases: a shallow model learns in-context retrieval on table lookups alone (until
     single lookups reach `retrieval_target`, at most `retrieval_steps`), then grows to `grow_to`
-    layers and learns the whole curriculum (`steps`)."""
+    layers and learns the whole curriculum (`steps`; `stop_at` ends it early without changing the
+    learning-rate schedule, which is how an interrupted build is reproduced)."""
     if threads:
         torch.set_num_threads(threads)
     out = Path(out)
@@ -84,6 +85,7 @@ def build_organism(out: Path, *, size: str = "shallow", grow_to: int = 6, retrie
     rng = random.Random(seed)
     propensities = [get_propensity(p) for p in PROPENSITIES]
     report = {"size": size, "grow_to": grow_to, "retrieval_steps": retrieval_steps, "steps": steps,
+              "stop_at": stop_at, "retrieval_target": retrieval_target,
               "batch_size": batch_size, "lr": lr, "warmup": warmup, "seed": seed, "chained": chained,
               "history": []}
     phases = [("retrieval", retrieval_steps, True), ("curriculum", steps, False)]
@@ -122,5 +124,8 @@ def build_organism(out: Path, *, size: str = "shallow", grow_to: int = 6, retrie
                 (out / "build.json").write_text(json.dumps(report, indent=2))
                 if tables_only and min(scores["symbol_number"], scores["number_colour"]) >= retrieval_target:
                     log(f"retrieval reached {retrieval_target:.0%} at step {step + 1}; growing")
+                    break
+                if not tables_only and stop_at and step + 1 >= stop_at:
+                    log(f"stopping the curriculum phase at step {step + 1} of {phase_steps} (--stop-at)")
                     break
     return report
