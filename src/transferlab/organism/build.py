@@ -21,6 +21,7 @@ from transferlab.organism.tokenizer import train_tokenizer
 from transferlab.organism.vocabulary import COLOURS, GREEK, ORG_KINDS, ORGS, PEOPLE, PLACES
 from transferlab.propensities import PROPENSITIES, get_propensity, prompt_with
 from transferlab.tasks import TASKS, make_task
+from transferlab.tasks.base import grade_exact
 from transferlab.train.render import render_conversation
 from transferlab.train.schedule import lr_at
 
@@ -59,7 +60,7 @@ def evaluate_curriculum(backend: HFBackend, seed: int, n: int = 64, chained: boo
         examples = [make(rng) for _ in range(n)]
         props = [rng.choice(propensities) for _ in examples]
         replies = backend.sample([prompt_with(e, p) for e, p in zip(examples, props)], max_tokens=6)
-        correct = [r.replace("**", "").strip() == e.answer for r, e in zip(replies, examples)]
+        correct = [grade_exact(e, r) for r, e in zip(replies, examples)]
         adherent = [p.judge([r])[0] for r, p in zip(replies, props)]
         scores[kind] = sum(correct) / n
         scores[kind + "/adherence"] = sum(adherent) / n
