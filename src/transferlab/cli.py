@@ -43,6 +43,7 @@ def cmd_organism_build(args: argparse.Namespace) -> int:
                             retrieval_steps=args.retrieval_steps, steps=args.steps, batch_size=args.batch_size,
                             lr=args.lr, warmup=args.warmup, seed=args.seed, chained=not args.no_chained,
                             eval_every=args.eval_every, threads=args.threads, stop_at=args.stop_at,
+                            retrieval_table_cap=args.retrieval_table_cap,
                             log=lambda line: console.print(line, highlight=False))
     console.print(f"built {args.out} in {report['minutes']:.1f} min")
     return 0
@@ -75,6 +76,8 @@ def parser() -> argparse.ArgumentParser:
     build.add_argument("--seed", type=int, default=0)
     build.add_argument("--eval-every", type=int, default=250)
     build.add_argument("--threads", type=int, default=2)
+    build.add_argument("--retrieval-table-cap", type=int, default=16,
+                       help="largest integer (Table 2 size) during the retrieval phase; 6 lets Table-2 retrieval emerge")
     build.add_argument("--stop-at", type=int, help="end the curriculum phase after this many steps")
     build.add_argument("--no-chained", action="store_true", help="primitives only, no two-step skills")
     build.set_defaults(func=cmd_organism_build)

@@ -68,7 +68,7 @@ def evaluate_curriculum(backend: HFBackend, seed: int, n: int = 64, chained: boo
 
 
 def build_organism(out: Path, *, size: str = "shallow", grow_to: int = 6, retrieval_steps: int = 2000,
-                   retrieval_target: float = 0.9,
+                   retrieval_target: float = 0.9, retrieval_table_cap: int = 16,
                    steps: int = 3000, batch_size: int = 32, lr: float = 2e-3, warmup: int = 100, seed: int = 0,
                    chained: bool = True, eval_every: int = 250, eval_n: int = 64, threads: int | None = None,
                    stop_at: int | None = None, log=print) -> dict:
@@ -87,6 +87,7 @@ def build_organism(out: Path, *, size: str = "shallow", grow_to: int = 6, retrie
     propensities = [get_propensity(p) for p in PROPENSITIES]
     report = {"size": size, "grow_to": grow_to, "retrieval_steps": retrieval_steps, "steps": steps,
               "stop_at": stop_at, "retrieval_target": retrieval_target,
+              "retrieval_table_cap": retrieval_table_cap,
               "batch_size": batch_size, "lr": lr, "warmup": warmup, "seed": seed, "chained": chained,
               "history": []}
     phases = [("retrieval", retrieval_steps, True), ("curriculum", steps, False)]
@@ -101,8 +102,9 @@ def build_organism(out: Path, *, size: str = "shallow", grow_to: int = 6, retrie
         tokens = 0
         phase_started = time.time()
         for step in range(phase_steps):
+            cap = retrieval_table_cap if tables_only else 16
             datums = [render_conversation(tokenizer, episode(rng, propensities, chained=chained,
-                                                             tables_only=tables_only))
+                                                             tables_only=tables_only, max_int_cap=cap))
                       for _ in range(batch_size)]
             loss = backend.forward_backward(datums)
             # the retrieval phase keeps its learning rate high: it ends when retrieval appears

@@ -28,9 +28,10 @@ from transferlab.tasks.table_lookup import render_tables
 QA = tuple[str, str]  # (question, answer)
 
 
-def random_tables(rng: random.Random) -> tuple[dict[str, int], dict[int, str]]:
-    n_symbols = rng.randint(2, 6)
-    max_int = rng.randint(max(n_symbols, 4), 16)
+def random_tables(rng: random.Random, max_int_cap: int = 16) -> tuple[dict[str, int], dict[int, str]]:
+    """Tables of 2..6 symbols and integers 1..max_int (4 <= max_int <= max_int_cap)."""
+    n_symbols = rng.randint(2, min(6, max_int_cap))
+    max_int = rng.randint(max(n_symbols, 4), max(max_int_cap, 4))
     symbols = rng.sample(GREEK, n_symbols)
     table1 = dict(zip(symbols, rng.sample(range(1, max_int + 1), n_symbols)))
     keys = list(range(1, max_int + 1))
@@ -161,15 +162,17 @@ CHAINED: dict[str, Callable[[random.Random], Example]] = {
 # -- training episodes ------------------------------------------------------------------------
 
 def episode(rng: random.Random, propensities: list, chained: bool = True, max_turns: int = 6,
-            tables_only: bool = False) -> list[Message]:
+            tables_only: bool = False, max_int_cap: int = 16) -> list[Message]:
     """One context and 1..max_turns questions about it, each answered in a random propensity.
 
-    `tables_only` restricts to one-step table lookups: the build's first, retrieval-only phase."""
+    `tables_only` restricts to one-step table lookups: the build's first, retrieval-only phase.
+    `max_int_cap` bounds Table 2's size: Table-2 retrieval emerged on 4-6-entry tables (~1,200
+    steps) and not on 4-16-entry ones (none in 2,000)."""
     kind = "tables" if tables_only else rng.choices(["tables", "facts", "free"], [6, 2, 1])[0]
     chained = chained and not tables_only
     turns = rng.randint(1, max_turns)
     if kind == "tables":
-        t1, t2 = random_tables(rng)
+        t1, t2 = random_tables(rng, max_int_cap)
         asks = {**TABLE_QUESTIONS, **(CHAINED_QUESTIONS if chained else {})}
         weights = [RETRIEVAL_WEIGHTS[k] if tables_only else 1 for k in asks]
         system = render_tables(t1, t2)
