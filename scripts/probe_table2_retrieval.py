@@ -13,20 +13,21 @@ import sys
 import time
 
 import torch
+import transformers
 
-torch.set_num_threads(1)
-import transformers; transformers.utils.logging.disable_progress_bar()
 from transferlab.backends import HFBackend
 from transferlab.organism import model as om
+from transferlab.organism.build import tokenizer_corpus
 from transferlab.organism.curriculum import PRIMITIVES, number_colours, random_tables, symbol_numbers
+from transferlab.organism.tokenizer import train_tokenizer
 from transferlab.propensities import get_propensity, prompt_with
 from transferlab.tasks.table_lookup import render_tables
 from transferlab.train.render import render_conversation
 from transferlab.train.schedule import lr_at
 
+torch.set_num_threads(1)
+transformers.utils.logging.disable_progress_bar()
 variant, steps = sys.argv[1], int(sys.argv[2])
-from transferlab.organism.build import tokenizer_corpus
-from transferlab.organism.tokenizer import train_tokenizer
 
 tok = train_tokenizer(tokenizer_corpus())
 if variant == "noentry":
