@@ -50,6 +50,8 @@ def cmd_organism_build(args: argparse.Namespace) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
+    from transferlab.organism.curriculum import MAX_INT
+
     top = argparse.ArgumentParser(prog="transferlab", description=__doc__)
     sub = top.add_subparsers(dest="command", required=True)
 
@@ -76,7 +78,7 @@ def parser() -> argparse.ArgumentParser:
     build.add_argument("--seed", type=int, default=0)
     build.add_argument("--eval-every", type=int, default=250)
     build.add_argument("--threads", type=int, default=2)
-    build.add_argument("--retrieval-table-cap", type=int, default=16,
+    build.add_argument("--retrieval-table-cap", type=int, default=MAX_INT,
                        help="largest integer (Table 2 size) during the retrieval phase; 6 lets Table-2 retrieval emerge")
     build.add_argument("--stop-at", type=int, help="end the curriculum phase after this many steps")
     build.add_argument("--no-chained", action="store_true", help="primitives only, no two-step skills")

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from transferlab.backends.hf import HFBackend
-from transferlab.organism.curriculum import CHAINED, PRIMITIVES, curriculum, episode
+from transferlab.organism.curriculum import CHAINED, MAX_INT, PRIMITIVES, curriculum, episode
 from transferlab.organism.model import grow, new_organism
 from transferlab.organism.tokenizer import train_tokenizer
 from transferlab.organism.vocabulary import COLOURS, GREEK, ORG_KINDS, ORGS, PEOPLE, PLACES
@@ -68,7 +68,7 @@ def evaluate_curriculum(backend: HFBackend, seed: int, n: int = 64, chained: boo
 
 
 def build_organism(out: Path, *, size: str = "shallow", grow_to: int = 6, retrieval_steps: int = 2000,
-                   retrieval_target: float = 0.9, retrieval_table_cap: int = 16,
+                   retrieval_target: float = 0.9, retrieval_table_cap: int = MAX_INT,
                    steps: int = 3000, batch_size: int = 32, lr: float = 2e-3, warmup: int = 100, seed: int = 0,
                    chained: bool = True, eval_every: int = 250, eval_n: int = 64, threads: int | None = None,
                    stop_at: int | None = None, log=print) -> dict:
@@ -90,9 +90,9 @@ def build_organism(out: Path, *, size: str = "shallow", grow_to: int = 6, retrie
               "retrieval_table_cap": retrieval_table_cap,
               "batch_size": batch_size, "lr": lr, "warmup": warmup, "seed": seed, "chained": chained,
               "history": []}
-    phases = [("retrieval", retrieval_steps, True), ("curriculum", steps, False)]
+    phases = [("retrieval", retrieval_steps, True, retrieval_table_cap), ("curriculum", steps, False, MAX_INT)]
     done = 0
-    for phase, phase_steps, tables_only in phases:
+    for phase, phase_steps, tables_only, cap in phases:
         if phase == "curriculum" and grow_to > model.config.num_hidden_layers:
             model = grow(model, grow_to)
         backend = HFBackend(model, tokenizer)
@@ -102,7 +102,6 @@ def build_organism(out: Path, *, size: str = "shallow", grow_to: int = 6, retrie
         tokens = 0
         phase_started = time.time()
         for step in range(phase_steps):
-            cap = retrieval_table_cap if tables_only else 16
             datums = [render_conversation(tokenizer, episode(rng, propensities, chained=chained,
                                                              tables_only=tables_only, max_int_cap=cap))
                       for _ in range(batch_size)]

@@ -26,9 +26,10 @@ from transferlab.tasks.invented_facts import RELATIONS, Fact, invent_facts
 from transferlab.tasks.table_lookup import render_tables
 
 QA = tuple[str, str]  # (question, answer)
+MAX_INT = 16  # the largest integer (so Table 2's largest size) in the curriculum's tables
 
 
-def random_tables(rng: random.Random, max_int_cap: int = 16) -> tuple[dict[str, int], dict[int, str]]:
+def random_tables(rng: random.Random, max_int_cap: int = MAX_INT) -> tuple[dict[str, int], dict[int, str]]:
     """Tables of 2..6 symbols and integers 1..max_int (4 <= max_int <= max_int_cap)."""
     n_symbols = rng.randint(2, min(6, max_int_cap))
     max_int = rng.randint(max(n_symbols, 4), max(max_int_cap, 4))
@@ -162,7 +163,7 @@ CHAINED: dict[str, Callable[[random.Random], Example]] = {
 # -- training episodes ------------------------------------------------------------------------
 
 def episode(rng: random.Random, propensities: list, chained: bool = True, max_turns: int = 6,
-            tables_only: bool = False, max_int_cap: int = 16) -> list[Message]:
+            tables_only: bool = False, max_int_cap: int = MAX_INT) -> list[Message]:
     """One context and 1..max_turns questions about it, each answered in a random propensity.
 
     `tables_only` restricts to one-step table lookups: the build's first, retrieval-only phase.
