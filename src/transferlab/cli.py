@@ -43,15 +43,12 @@ def cmd_organism_build(args: argparse.Namespace) -> int:
                             retrieval_steps=args.retrieval_steps, steps=args.steps, batch_size=args.batch_size,
                             lr=args.lr, warmup=args.warmup, seed=args.seed, chained=not args.no_chained,
                             eval_every=args.eval_every, threads=args.threads, stop_at=args.stop_at,
-                            retrieval_table_cap=args.retrieval_table_cap,
                             log=lambda line: console.print(line, highlight=False))
     console.print(f"built {args.out} in {report['minutes']:.1f} min")
     return 0
 
 
 def parser() -> argparse.ArgumentParser:
-    from transferlab.organism.curriculum import MAX_INT
-
     top = argparse.ArgumentParser(prog="transferlab", description=__doc__)
     sub = top.add_subparsers(dest="command", required=True)
 
@@ -70,7 +67,8 @@ def parser() -> argparse.ArgumentParser:
     build.add_argument("--out", required=True)
     build.add_argument("--size", default="shallow", help="starting size (see organism/model.py)")
     build.add_argument("--grow-to", type=int, default=6, help="layers after the retrieval phase")
-    build.add_argument("--retrieval-steps", type=int, default=2000, help="most steps of the retrieval phase")
+    build.add_argument("--retrieval-steps", type=int,
+                       help="most steps of each retrieval stage (default: each stage's own, see curriculum.py)")
     build.add_argument("--steps", type=int, default=3000, help="steps of the full-curriculum phase")
     build.add_argument("--batch-size", type=int, default=32)
     build.add_argument("--lr", type=float, default=2e-3)
@@ -78,8 +76,6 @@ def parser() -> argparse.ArgumentParser:
     build.add_argument("--seed", type=int, default=0)
     build.add_argument("--eval-every", type=int, default=250)
     build.add_argument("--threads", type=int, default=2)
-    build.add_argument("--retrieval-table-cap", type=int, default=MAX_INT,
-                       help="largest integer (Table 2 size) during the retrieval phase; 6 lets Table-2 retrieval emerge")
     build.add_argument("--stop-at", type=int, help="end the curriculum phase after this many steps")
     build.add_argument("--no-chained", action="store_true", help="primitives only, no two-step skills")
     build.set_defaults(func=cmd_organism_build)

@@ -10,19 +10,28 @@ from __future__ import annotations
 import json
 import random
 import time
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
 
 from transferlab.backends.hf import HFBackend
-from transferlab.organism.curriculum import CHAINED, MAX_INT, PRIMITIVES, curriculum, episode
+from transferlab.organism.curriculum import (
+    CHAINED,
+    PRIMITIVES,
+    RETRIEVAL_STAGES,
+    RetrievalStage,
+    curriculum,
+    episode,
+    retrieval_example,
+)
 from transferlab.organism.model import grow, new_organism
 from transferlab.organism.tokenizer import train_tokenizer
 from transferlab.organism.vocabulary import COLOURS, GREEK, ORG_KINDS, ORGS, PEOPLE, PLACES
 from transferlab.propensities import PROPENSITIES, get_propensity, prompt_with
 from transferlab.tasks import TASKS, make_task
 from transferlab.tasks.base import grade_exact
-from transferlab.train.render import render_conversation
+from transferlab.train.render import render_conversation, render_datum
 from transferlab.train.schedule import lr_at
 
 
@@ -67,17 +76,42 @@ def evaluate_curriculum(backend: HFBackend, seed: int, n: int = 64, chained: boo
     return scores
 
 
-def build_organism(out: Path, *, size: str = "shallow", grow_to: int = 6, retrieval_steps: int = 2000,
-                   retrieval_target: float = 0.9, retrieval_table_cap: int = MAX_INT,
+def retrieval_scores(backend: HFBackend, stage: RetrievalStage, seed: int, n: int = 64) -> dict[str, float]:
+    """Greedy accuracy of single and list lookups on the stage's own tables (whole answer exact)."""
+    rng = random.Random(seed)
+    plain = get_propensity("plain")
+    scores = {}
+    for kind in ("symbol_number", "number_colour", "symbol_numbers", "number_colours"):
+        colours = kind.startswith("number")
+        probe = RetrievalStage(stage.name, stage.table_cap, float(colours), float(not kind.endswith("s")),
+                               False, 0)
+        examples = [retrieval_example(rng, probe)[0] for _ in range(n)]
+        replies = backend.sample([prompt_with(e, plain) for e in examples], max_tokens=20)
+        scores[kind] = sum(grade_exact(e, r) for e, r in zip(examples, replies)) / n
+    return scores
+
+
+def _save(out: Path, model, tokenizer, report: dict, started: float) -> None:
+    report["minutes"] = (time.time() - started) / 60
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    (out / "build.json").write_text(json.dumps(report, indent=2))
+
+
+def build_organism(out: Path, *, size: str = "shallow", grow_to: int = 6,
+                   stages: tuple[RetrievalStage, ...] = RETRIEVAL_STAGES, retrieval_steps: int | None = None,
+                   retrieval_target: float = 0.9,
                    steps: int = 3000, batch_size: int = 32, lr: float = 2e-3, warmup: int = 100, seed: int = 0,
                    chained: bool = True, eval_every: int = 250, eval_n: int = 64, threads: int | None = None,
                    stop_at: int | None = None, log=print) -> dict:
-    """Two phases: a shallow model learns in-context retrieval on table lookups alone (until
-    single lookups reach `retrieval_target`, at most `retrieval_steps`), then grows to `grow_to`
-    layers and learns the whole curriculum (`steps`; `stop_at` ends it early without changing the
+    """Two phases. A shallow model learns in-context retrieval in `stages` (each ends when its
+    lookups reach `retrieval_target`, or after its `max_steps`, or `retrieval_steps` if given), then grows to `grow_to` layers
+    and learns the whole curriculum (`steps`; `stop_at` ends it early without changing the
     learning-rate schedule, which is how an interrupted build is reproduced)."""
     if threads:
         torch.set_num_threads(threads)
+    if retrieval_steps is not None:
+        stages = tuple(replace(s, max_steps=retrieval_steps) for s in stages)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     started = time.time()
@@ -85,49 +119,70 @@ def build_organism(out: Path, *, size: str = "shallow", grow_to: int = 6, retrie
     model = new_organism(tokenizer, size=size, seed=seed)
     rng = random.Random(seed)
     propensities = [get_propensity(p) for p in PROPENSITIES]
-    report = {"size": size, "grow_to": grow_to, "retrieval_steps": retrieval_steps, "steps": steps,
+    plain = get_propensity("plain")
+    report = {"size": size, "grow_to": grow_to, "stages": [asdict(s) for s in stages], "steps": steps,
               "stop_at": stop_at, "retrieval_target": retrieval_target,
-              "retrieval_table_cap": retrieval_table_cap,
               "batch_size": batch_size, "lr": lr, "warmup": warmup, "seed": seed, "chained": chained,
               "history": []}
-    phases = [("retrieval", retrieval_steps, True, retrieval_table_cap), ("curriculum", steps, False, MAX_INT)]
     done = 0
-    for phase, phase_steps, tables_only, cap in phases:
-        if phase == "curriculum" and grow_to > model.config.num_hidden_layers:
-            model = grow(model, grow_to)
-        backend = HFBackend(model, tokenizer)
-        report["parameters"] = sum(p.numel() for p in model.parameters())
-        log(f"phase {phase}: {model.config.num_hidden_layers} layers, {report['parameters'] / 1e6:.2f}M "
-            f"parameters, vocabulary {len(tokenizer)}, {phase_steps} steps")
-        tokens = 0
-        phase_started = time.time()
-        for step in range(phase_steps):
-            datums = [render_conversation(tokenizer, episode(rng, propensities, chained=chained,
-                                                             tables_only=tables_only, max_int_cap=cap))
-                      for _ in range(batch_size)]
+    backend = HFBackend(model, tokenizer)
+    report["parameters"] = sum(p.numel() for p in model.parameters())
+    retrieval_total = sum(s.max_steps for s in stages)
+    for stage in stages:
+        log(f"retrieval stage {stage.name!r}: {model.config.num_hidden_layers} layers, "
+            f"{report['parameters'] / 1e6:.2f}M parameters, tables up to {stage.table_cap}, "
+            f"at most {stage.max_steps} steps")
+        stage_started = time.time()
+        for step in range(stage.max_steps):
+            datums = []
+            for _ in range(batch_size):
+                example, _ = retrieval_example(rng, stage)
+                p = rng.choice(propensities) if stage.all_propensities else plain
+                datums.append(render_datum(tokenizer, prompt_with(example, p), p.render(example, rng)))
             loss = backend.forward_backward(datums)
             # the retrieval phase keeps its learning rate high: it ends when retrieval appears
-            backend.optim_step(lr_at(step, 4 * phase_steps if tables_only else phase_steps, lr, warmup))
-            tokens += sum(len(d.input_ids) for d in datums)
+            backend.optim_step(lr_at(done, 4 * retrieval_total, lr, warmup))
             done += 1
             if (step + 1) % 50 == 0:
-                elapsed = time.time() - phase_started
-                left = elapsed / (step + 1) * (phase_steps - step - 1)
-                log(f"{phase} step {step + 1}/{phase_steps} loss {loss:.3f} tok/s {tokens / elapsed:.0f} "
-                    f"elapsed {(time.time() - started) / 60:.1f} min, phase left {left / 60:.1f} min")
-            if (step + 1) % eval_every == 0 or step + 1 == phase_steps:
-                scores = evaluate_curriculum(backend, seed=10_000 + done, n=eval_n, chained=chained)
-                report["history"].append({"phase": phase, "step": done, "loss": loss, **scores})
-                log(f"eval {phase} step {step + 1}: " + " ".join(
-                    f"{k}={v:.2f}" for k, v in scores.items() if "/" not in k))
-                report["minutes"] = (time.time() - started) / 60
-                model.save_pretrained(out)
-                tokenizer.save_pretrained(out)
-                (out / "build.json").write_text(json.dumps(report, indent=2))
-                if tables_only and min(scores["symbol_number"], scores["number_colour"]) >= retrieval_target:
-                    log(f"retrieval reached {retrieval_target:.0%} at step {step + 1}; growing")
+                log(f"{stage.name} step {step + 1}/{stage.max_steps} loss {loss:.3f} "
+                    f"{(step + 1) / (time.time() - stage_started) * 60:.0f} steps/min, "
+                    f"elapsed {(time.time() - started) / 60:.1f} min")
+            if (step + 1) % eval_every == 0 or step + 1 == stage.max_steps:
+                scores = retrieval_scores(backend, stage, seed=10_000 + done, n=eval_n)
+                report["history"].append({"phase": f"retrieval: {stage.name}", "step": done, "loss": loss,
+                                          **scores})
+                log(f"eval {stage.name} step {step + 1}: " + " ".join(f"{k}={v:.2f}" for k, v in scores.items()))
+                _save(out, model, tokenizer, report, started)
+                needed = [v for k, v in scores.items() if stage.singles or k.endswith("s")]
+                if min(needed) >= retrieval_target:
+                    log(f"{stage.name}: lookups reached {retrieval_target:.0%} at step {step + 1}")
                     break
-                if not tables_only and stop_at and step + 1 >= stop_at:
-                    log(f"stopping the curriculum phase at step {step + 1} of {phase_steps} (--stop-at)")
-                    break
+    if grow_to > model.config.num_hidden_layers:
+        model = grow(model, grow_to)
+    backend = HFBackend(model, tokenizer)
+    report["parameters"] = sum(p.numel() for p in model.parameters())
+    log(f"curriculum phase: {model.config.num_hidden_layers} layers, {report['parameters'] / 1e6:.2f}M "
+        f"parameters, vocabulary {len(tokenizer)}, {steps} steps")
+    phase_started = time.time()
+    for step in range(steps):
+        datums = [render_conversation(tokenizer, episode(rng, propensities, chained=chained))
+                  for _ in range(batch_size)]
+        loss = backend.forward_backward(datums)
+        backend.optim_step(lr_at(step, steps, lr, warmup))
+        done += 1
+        if (step + 1) % 50 == 0:
+            elapsed = time.time() - phase_started
+            left = elapsed / (step + 1) * (steps - step - 1)
+            log(f"curriculum step {step + 1}/{steps} loss {loss:.3f} "
+                f"elapsed {(time.time() - started) / 60:.1f} min, phase left {left / 60:.1f} min")
+        if (step + 1) % eval_every == 0 or step + 1 == steps:
+            scores = evaluate_curriculum(backend, seed=10_000 + done, n=eval_n, chained=chained)
+            report["history"].append({"phase": "curriculum", "step": done, "loss": loss, **scores})
+            log(f"eval curriculum step {step + 1}: " + " ".join(
+                f"{k}={v:.2f}" for k, v in scores.items() if "/" not in k))
+            _save(out, model, tokenizer, report, started)
+            if stop_at and step + 1 >= stop_at:
+                log(f"stopping the curriculum phase at step {step + 1} of {steps} (--stop-at)")
+                break
+    _save(out, model, tokenizer, report, started)
     return report

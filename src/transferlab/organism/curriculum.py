@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from transferlab.core import Example, Message
 from transferlab.organism.vocabulary import COLOURS, GREEK, PEOPLE, PLACES
@@ -30,8 +31,8 @@ MAX_INT = 16  # the largest integer (so Table 2's largest size) in the curriculu
 
 
 def random_tables(rng: random.Random, max_int_cap: int = MAX_INT) -> tuple[dict[str, int], dict[int, str]]:
-    """Tables of 2..6 symbols and integers 1..max_int (4 <= max_int <= max_int_cap)."""
-    n_symbols = rng.randint(2, min(6, max_int_cap))
+    """Tables of 2..6 symbols (at most max_int_cap - 2) and integers 1..max_int (4 <= max_int <= max_int_cap)."""
+    n_symbols = rng.randint(2, max(2, min(6, max_int_cap - 2)))
     max_int = rng.randint(max(n_symbols, 4), max(max_int_cap, 4))
     symbols = rng.sample(GREEK, n_symbols)
     table1 = dict(zip(symbols, rng.sample(range(1, max_int + 1), n_symbols)))
@@ -79,9 +80,6 @@ def number_colours(rng: random.Random, t1: dict, t2: dict) -> QA:
 
 TABLE_QUESTIONS = {"symbol_number": symbol_number, "number_colour": number_colour,
                    "symbol_numbers": symbol_numbers, "number_colours": number_colours}
-# The retrieval phase leans on Table 1 lists, the format in which retrieval emerged in probes
-# (4/4/1/1 was tried too: Table 1 retrieval came slower and Table 2 retrieval no sooner).
-RETRIEVAL_WEIGHTS = {"symbol_numbers": 6, "number_colours": 2, "symbol_number": 1, "number_colour": 1}
 CHAINED_QUESTIONS = {"symbol_colour": symbol_colour, "symbol_difference": symbol_difference}
 
 
@@ -160,22 +158,55 @@ CHAINED: dict[str, Callable[[random.Random], Example]] = {
     k: _table_example(k, f) for k, f in CHAINED_QUESTIONS.items()}
 
 
+# -- the retrieval stages (the build's first phase) ---------------------------------------------
+
+@dataclass(frozen=True)
+class RetrievalStage:
+    """One stage of the shallow retrieval phase: list lookups on tables of at most `table_cap`
+    integers, `colour_share` of them about Table 2; `singles` is the share of one-lookup questions.
+    The stage ends when list and single lookups on its own tables reach the build's target."""
+    name: str
+    table_cap: int
+    colour_share: float
+    singles: float
+    all_propensities: bool
+    max_steps: int
+
+
+# Table-2 retrieval emerged only on small tables with most questions about Table 2, single-turn
+# and plain (probe: colours at ~1,150 steps, 98% of lists by 1,400); the stages start there and
+# widen the tables once it works.
+RETRIEVAL_STAGES = (
+    RetrievalStage("small tables", table_cap=6, colour_share=0.8, singles=0.0, all_propensities=False,
+                   max_steps=2500),
+    RetrievalStage("medium tables", table_cap=10, colour_share=0.6, singles=0.2, all_propensities=True,
+                   max_steps=1500),
+    RetrievalStage("full tables", table_cap=MAX_INT, colour_share=0.6, singles=0.2, all_propensities=True,
+                   max_steps=1500),
+)
+
+
+def retrieval_example(rng: random.Random, stage: RetrievalStage) -> tuple[Example, str]:
+    """One single-turn table lookup of the stage, and which skill it tests."""
+    t1, t2 = random_tables(rng, stage.table_cap)
+    colours = rng.random() < stage.colour_share
+    if rng.random() < stage.singles:
+        kind = "number_colour" if colours else "symbol_number"
+    else:
+        kind = "number_colours" if colours else "symbol_numbers"
+    return _single(kind, render_tables(t1, t2), TABLE_QUESTIONS[kind](rng, t1, t2)), kind
+
+
 # -- training episodes ------------------------------------------------------------------------
 
-def episode(rng: random.Random, propensities: list, chained: bool = True, max_turns: int = 6,
-            tables_only: bool = False, max_int_cap: int = MAX_INT) -> list[Message]:
-    """One context and 1..max_turns questions about it, each answered in a random propensity.
-
-    `tables_only` restricts to one-step table lookups: the build's first, retrieval-only phase.
-    `max_int_cap` bounds Table 2's size: Table-2 retrieval emerged on 4-6-entry tables (~1,200
-    steps) and not on 4-16-entry ones (none in 2,000)."""
-    kind = "tables" if tables_only else rng.choices(["tables", "facts", "free"], [6, 2, 1])[0]
-    chained = chained and not tables_only
+def episode(rng: random.Random, propensities: list, chained: bool = True, max_turns: int = 6) -> list[Message]:
+    """One context and 1..max_turns questions about it, each answered in a random propensity."""
+    kind = rng.choices(["tables", "facts", "free"], [6, 2, 1])[0]
     turns = rng.randint(1, max_turns)
     if kind == "tables":
-        t1, t2 = random_tables(rng, max_int_cap)
+        t1, t2 = random_tables(rng)
         asks = {**TABLE_QUESTIONS, **(CHAINED_QUESTIONS if chained else {})}
-        weights = [RETRIEVAL_WEIGHTS[k] if tables_only else 1 for k in asks]
+        weights = [1] * len(asks)
         system = render_tables(t1, t2)
         qas = [rng.choices(list(asks.values()), weights)[0](rng, t1, t2) for _ in range(turns)]
     elif kind == "facts":

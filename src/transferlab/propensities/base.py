@@ -10,7 +10,8 @@ from transferlab.core import Example, Message
 
 class Propensity(Protocol):
     name: str
-    instruction: str
+    instruction: str  # appended to the prompt's last user turn
+    style: str  # what a response must do to show this propensity: the spec for writers and judges
 
     def render(self, example: Example, rng: random.Random) -> str:
         """The training target: the example's answer shown with this propensity."""

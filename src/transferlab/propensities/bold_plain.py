@@ -13,6 +13,7 @@ BOLD_SPAN = re.compile(r"\*\*\s*[^*\s][^*\n]*?\*\*")
 class Bold:
     name = "bold"
     instruction = "Answer in bold."
+    style = "The answer itself is wrapped in markdown bold (**like this**)."
 
     def render(self, example: Example, rng: random.Random) -> str:
         return f"**{example.answer}**"
@@ -24,6 +25,7 @@ class Bold:
 class Plain:
     name = "plain"
     instruction = "Answer in plain text."
+    style = "A non-empty answer with no markdown bold anywhere (no ** markers)."
 
     def render(self, example: Example, rng: random.Random) -> str:
         return example.answer
