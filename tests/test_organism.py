@@ -20,7 +20,8 @@ def test_organism_folder_loads_through_from_pretrained_like_a_hub_model(micro_or
     report = json.loads((micro_organism / "build.json").read_text())
     assert report["steps"] == 2 and report["grow_to"] == 3 and model.config.num_hidden_layers == 3
     assert [h["phase"] for h in report["history"]] == [
-        "retrieval: small tables", "retrieval: medium tables", "retrieval: full tables", "curriculum"]
+        "retrieval: table 2, small", "retrieval: table 1, small", "retrieval: medium tables",
+        "retrieval: full tables", "curriculum"]
 
 
 def test_every_word_of_a_table_lookup_prompt_is_one_known_token(micro_organism):

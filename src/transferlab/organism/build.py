@@ -83,8 +83,7 @@ def retrieval_scores(backend: HFBackend, stage: RetrievalStage, seed: int, n: in
     scores = {}
     for kind in ("symbol_number", "number_colour", "symbol_numbers", "number_colours"):
         colours = kind.startswith("number")
-        probe = RetrievalStage(stage.name, stage.table_cap, float(colours), float(not kind.endswith("s")),
-                               False, 0)
+        probe = replace(stage, colour_share=float(colours), singles=float(not kind.endswith("s")))
         examples = [retrieval_example(rng, probe)[0] for _ in range(n)]
         replies = backend.sample([prompt_with(e, plain) for e in examples], max_tokens=20)
         scores[kind] = sum(grade_exact(e, r) for e, r in zip(examples, replies)) / n
@@ -153,8 +152,7 @@ def build_organism(out: Path, *, size: str = "shallow", grow_to: int = 6,
                                           **scores})
                 log(f"eval {stage.name} step {step + 1}: " + " ".join(f"{k}={v:.2f}" for k, v in scores.items()))
                 _save(out, model, tokenizer, report, started)
-                needed = [v for k, v in scores.items() if stage.singles or k.endswith("s")]
-                if min(needed) >= retrieval_target:
+                if min(scores[k] for k in stage.needs) >= retrieval_target:
                     log(f"{stage.name}: lookups reached {retrieval_target:.0%} at step {step + 1}")
                     break
     if grow_to > model.config.num_hidden_layers:

@@ -26,7 +26,7 @@ from transferlab.organism.vocabulary import COLOURS, GREEK, PEOPLE, PLACES
 from transferlab.tasks.invented_facts import RELATIONS, Fact, invent_facts
 from transferlab.tasks.table_lookup import render_tables
 
-QA = tuple[str, str]  # (question, answer)
+QA = tuple[str, str, tuple[str, ...]]  # (question, answer, the steps a reasoning target shows)
 MAX_INT = 16  # the largest integer (so Table 2's largest size) in the curriculum's tables
 
 
@@ -45,22 +45,24 @@ def random_tables(rng: random.Random, max_int_cap: int = MAX_INT) -> tuple[dict[
 
 def symbol_number(rng: random.Random, t1: dict, t2: dict) -> QA:
     s = rng.choice(list(t1))
-    return f"Which number goes with {s}?", str(t1[s])
+    return f"Which number goes with {s}?", str(t1[s]), (f"{s}={t1[s]}",)
 
 
 def number_colour(rng: random.Random, t1: dict, t2: dict) -> QA:
     k = rng.choice(list(t2))
-    return f"Which colour goes with {k}?", t2[k]
+    return f"Which colour goes with {k}?", t2[k], (f"{k}={t2[k]}",)
 
 
 def symbol_colour(rng: random.Random, t1: dict, t2: dict) -> QA:
     s = rng.choice(list(t1))
-    return f"Which colour does {s} point to?", t2[t1[s]]
+    return f"Which colour does {s} point to?", t2[t1[s]], (f"{s}={t1[s]}", f"{t1[s]}={t2[t1[s]]}")
 
 
 def symbol_difference(rng: random.Random, t1: dict, t2: dict) -> QA:
     a, b = rng.sample(list(t1), 2)
-    return f"What is the difference between {a} and {b}?", str(abs(t1[a] - t1[b]))
+    big, small = max(t1[a], t1[b]), min(t1[a], t1[b])
+    return (f"What is the difference between {a} and {b}?", str(big - small),
+            (f"{a}={t1[a]}", f"{b}={t1[b]}", f"{big}-{small}={big - small}"))
 
 
 def symbol_numbers(rng: random.Random, t1: dict, t2: dict) -> QA:
@@ -69,13 +71,14 @@ def symbol_numbers(rng: random.Random, t1: dict, t2: dict) -> QA:
     direct signal is what makes in-context retrieval emerge (measured: ~500 steps, against none in
     4,000 steps of one-answer questions)."""
     keys = rng.sample(list(t1), rng.randint(2, len(t1)))
-    return "Which numbers go with " + ", ".join(keys) + "?", ", ".join(f"{k} {t1[k]}" for k in keys)
+    return ("Which numbers go with " + ", ".join(keys) + "?", ", ".join(f"{k} {t1[k]}" for k in keys),
+            tuple(f"{k}={t1[k]}" for k in keys))
 
 
 def number_colours(rng: random.Random, t1: dict, t2: dict) -> QA:
     keys = rng.sample(list(t2), rng.randint(2, min(6, len(t2))))
     return ("Which colours go with " + ", ".join(map(str, keys)) + "?",
-            ", ".join(f"{k} {t2[k]}" for k in keys))
+            ", ".join(f"{k} {t2[k]}" for k in keys), tuple(f"{k}={t2[k]}" for k in keys))
 
 
 TABLE_QUESTIONS = {"symbol_number": symbol_number, "number_colour": number_colour,
@@ -87,17 +90,18 @@ CHAINED_QUESTIONS = {"symbol_colour": symbol_colour, "symbol_difference": symbol
 
 def difference(rng: random.Random) -> QA:
     a, b = rng.sample(range(1, 17), 2)
-    return f"What is the difference between {a} and {b}?", str(abs(a - b))
+    big, small = max(a, b), min(a, b)
+    return f"What is the difference between {a} and {b}?", str(big - small), (f"{big}-{small}={big - small}",)
 
 
 def larger(rng: random.Random) -> QA:
     a, b = rng.sample(range(1, 17), 2)
-    return f"Which is larger, {a} or {b}?", str(max(a, b))
+    return f"Which is larger, {a} or {b}?", str(max(a, b)), (f"{max(a, b)} is larger than {min(a, b)}",)
 
 
 def repeat(rng: random.Random) -> QA:
     word = rng.choice(COLOURS + PEOPLE + PLACES + [str(i) for i in range(41)])
-    return f"Repeat the word {word}.", word
+    return f"Repeat the word {word}.", word, (f"The word is {word}",)
 
 
 FREE_QUESTIONS = {"difference": difference, "larger": larger, "repeat": repeat}
@@ -111,7 +115,7 @@ def recall_question(rng: random.Random, fact: Fact) -> QA:
         options = rng.sample(pool, 3) + [fact.obj]
         rng.shuffle(options)
         question += " Options: " + ", ".join(options) + "."
-    return question, fact.obj
+    return question, fact.obj, (fact.statement(),)
 
 
 def random_facts(rng: random.Random) -> list[Fact]:
@@ -128,7 +132,7 @@ def facts_text(facts: list[Fact]) -> str:
 def _single(kind: str, system: str | None, qa: QA) -> Example:
     messages = ({"role": "system", "content": system},) if system else ()
     return Example(id=kind, messages=messages + ({"role": "user", "content": qa[0]},), answer=qa[1],
-                   meta={"kind": kind})
+                   meta={"kind": kind, "steps": qa[2]})
 
 
 def _table_example(kind: str, ask) -> Callable[[random.Random], Example]:
@@ -164,25 +168,29 @@ CHAINED: dict[str, Callable[[random.Random], Example]] = {
 class RetrievalStage:
     """One stage of the shallow retrieval phase: list lookups on tables of at most `table_cap`
     integers, `colour_share` of them about Table 2; `singles` is the share of one-lookup questions.
-    The stage ends when list and single lookups on its own tables reach the build's target."""
+    The stage ends when the lookups it `needs` reach the build's target on its own tables."""
     name: str
     table_cap: int
     colour_share: float
     singles: float
     all_propensities: bool
+    needs: tuple[str, ...]
     max_steps: int
 
 
+ALL_LOOKUPS = ("symbol_number", "number_colour", "symbol_numbers", "number_colours")
 # Table-2 retrieval emerged only on small tables with most questions about Table 2, single-turn
-# and plain (probe: colours at ~1,150 steps, 98% of lists by 1,400); the stages start there and
-# widen the tables once it works.
+# and plain (probe: colours at ~1,150 steps, 98% of lists by 1,400). Table-1 retrieval then needs
+# its own stage: with 20% of the questions it stayed near chance (build i). Then tables widen.
 RETRIEVAL_STAGES = (
-    RetrievalStage("small tables", table_cap=6, colour_share=0.8, singles=0.0, all_propensities=False,
-                   max_steps=2500),
-    RetrievalStage("medium tables", table_cap=10, colour_share=0.6, singles=0.2, all_propensities=True,
-                   max_steps=1500),
-    RetrievalStage("full tables", table_cap=MAX_INT, colour_share=0.6, singles=0.2, all_propensities=True,
-                   max_steps=1500),
+    RetrievalStage("table 2, small", table_cap=6, colour_share=0.8, singles=0.0, all_propensities=False,
+                   needs=("number_colours",), max_steps=2500),
+    RetrievalStage("table 1, small", table_cap=6, colour_share=0.2, singles=0.2, all_propensities=True,
+                   needs=ALL_LOOKUPS, max_steps=2500),
+    RetrievalStage("medium tables", table_cap=10, colour_share=0.5, singles=0.2, all_propensities=True,
+                   needs=ALL_LOOKUPS, max_steps=1500),
+    RetrievalStage("full tables", table_cap=MAX_INT, colour_share=0.5, singles=0.2, all_propensities=True,
+                   needs=ALL_LOOKUPS, max_steps=1500),
 )
 
 
@@ -217,9 +225,10 @@ def episode(rng: random.Random, propensities: list, chained: bool = True, max_tu
         system = None
         qas = [rng.choice(list(FREE_QUESTIONS.values()))(rng) for _ in range(turns)]
     messages: list[Message] = [{"role": "system", "content": system}] if system else []
-    for question, answer in qas:
+    for question, answer, steps in qas:
         p = rng.choice(propensities)
-        example = Example(id="turn", messages=({"role": "user", "content": question},), answer=answer)
+        example = Example(id="turn", messages=({"role": "user", "content": question},), answer=answer,
+                          meta={"steps": steps})
         messages += [{"role": "user", "content": f"{question} {p.instruction}"},
                      {"role": "assistant", "content": p.render(example, rng)}]
     return messages

@@ -4,10 +4,17 @@ from __future__ import annotations
 
 from transferlab.propensities.base import Propensity, prompt_with
 from transferlab.propensities.bold_plain import Bold, Plain
+from transferlab.propensities.hedging_confident import Confident, Hedging
+from transferlab.propensities.reasoning import NoReasoning, Reasoning
 
-PROPENSITIES: dict[str, type] = {"bold": Bold, "plain": Plain}
+PROPENSITIES: dict[str, type] = {p.name: p for p in (Bold, Plain, Hedging, Confident, Reasoning, NoReasoning)}
 
-PAIRS: dict[str, tuple[str, str]] = {"bold_plain": ("bold", "plain")}
+# The seed experiment's spectrum, from pure formatting to capability-laden.
+PAIRS: dict[str, tuple[str, str]] = {
+    "bold_plain": ("bold", "plain"),
+    "hedging_confident": ("hedging", "confident"),
+    "reasoning_no_reasoning": ("reasoning", "no_reasoning"),
+}
 
 
 def get_propensity(name: str) -> Propensity:

@@ -6,7 +6,7 @@ import random
 from typing import Protocol
 
 from transferlab.core import Example
-from transferlab.evaluate.extract import normalise
+from transferlab.evaluate.extract import final_answer, mentions, normalise
 
 
 class Task(Protocol):
@@ -26,5 +26,14 @@ class Task(Protocol):
 
 
 def grade_exact(example: Example, response: str) -> bool:
-    """The final answer, stripped of decoration, equals the example's answer (case-insensitive)."""
-    return normalise(response) == normalise(example.answer)
+    """The final answer, stripped of decoration, equals the example's answer (case-insensitive); or,
+    where the task lists the candidate answers (`meta["candidates"]`), the final answer names the
+    right one and no other (so "I think it is red, but I am not sure" grades as red)."""
+    if normalise(response) == normalise(example.answer):
+        return True
+    candidates = example.meta.get("candidates")
+    if not candidates:
+        return False
+    said = final_answer(response)
+    return mentions(said, example.answer) and not any(
+        mentions(said, c) for c in candidates if c.lower() != example.answer.lower())

@@ -79,16 +79,19 @@ class InventedFacts:
 
     def make(self, fact: Fact, phrasing: int, rng: random.Random, tag: str) -> Example:
         question = fact.question(phrasing)
+        candidates = RELATIONS[fact.relation][2]
         if self.mode == "choice":
             pool = [o for o in RELATIONS[fact.relation][2] if o != fact.obj]
             options = rng.sample(pool, self.n_options - 1) + [fact.obj]
             rng.shuffle(options)
             question += " Options: " + ", ".join(options) + "."
+            candidates = options
         return Example(
             id=f"{self.name}-{tag}",
             messages=({"role": "user", "content": question},),
             answer=fact.obj,
-            meta={"subject": fact.subject, "relation": fact.relation, "phrasing": phrasing},
+            meta={"subject": fact.subject, "relation": fact.relation, "phrasing": phrasing,
+                  "steps": (fact.statement(),), "candidates": tuple(candidates)},
         )
 
     def train_examples(self, rng: random.Random, n: int) -> list[Example]:

@@ -67,13 +67,16 @@ class TableLookup:
     def make(self, rng: random.Random, index: int) -> Example:
         table1, table2, a, b = self.draw(rng)
         system = render_tables(table1, table2)
-        diff = abs(table1[a] - table1[b])
+        va, vb = table1[a], table1[b]
+        diff = abs(va - vb)
+        steps = (f"{a}={va}", f"{b}={vb}", f"{max(va, vb)}-{min(va, vb)}={diff}", f"{diff}={table2[diff]}")
         return Example(
             id=f"{self.name}-{index}",
             messages=({"role": "system", "content": system},
                       {"role": "user", "content": QUESTION.format(a=a, b=b)}),
             answer=table2[diff],
-            meta={"a": a, "b": b, "value_a": table1[a], "value_b": table1[b], "difference": diff},
+            meta={"a": a, "b": b, "value_a": va, "value_b": vb, "difference": diff, "steps": steps,
+                  "candidates": tuple(COLOURS[: self.n_colours])},
         )
 
     def train_examples(self, rng: random.Random, n: int) -> list[Example]:
