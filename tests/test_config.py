@@ -49,7 +49,7 @@ def test_bad_keys_and_values_are_named(tmp_path, extra, message):
 
 
 def test_unknown_propensity_lists_the_allowed_ones(tmp_path):
-    with pytest.raises(ConfigError, match="unknown propensity 'italic'; allowed: bold, plain"):
+    with pytest.raises(ConfigError, match="unknown propensity 'italic'; allowed: bold, confident, hedging, no_reasoning, plain, reasoning"):
         load_config(write(tmp_path, MINIMAL.replace('"bold"', '"italic"')))
 
 

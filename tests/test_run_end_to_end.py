@@ -52,7 +52,7 @@ def test_run_refuses_a_bad_config_before_any_work(tmp_path):
     bad.write_text('[[arms]]\ntask = "table_lookup"\npropensity = "italic"\n')
     result = run_cli("run", str(bad), "--out", str(tmp_path / "run"))
     assert result.returncode == 2
-    assert "unknown propensity 'italic'; allowed: bold, plain" in result.stderr
+    assert "unknown propensity 'italic'; allowed: bold, confident, hedging, no_reasoning, plain, reasoning" in result.stderr
     assert not (tmp_path / "run").exists()
 
 

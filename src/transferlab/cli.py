@@ -25,7 +25,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ConfigError as err:
         error(err)
         return 2
-    out = Path(args.out or f"runs/{config.name}-seed{config.seed}")
+    out = Path(args.out or f"runs/{config.name}-{config.pair_name()}-seed{config.seed}")
     console.print(f"run [bold]{config.name}[/bold] seed {config.seed} -> {out}")
     try:
         folder = run_experiment(config, out, quiet=args.quiet)
@@ -45,6 +45,19 @@ def cmd_organism_build(args: argparse.Namespace) -> int:
                             eval_every=args.eval_every, threads=args.threads, stop_at=args.stop_at,
                             log=lambda line: console.print(line, highlight=False))
     console.print(f"built {args.out} in {report['minutes']:.1f} min")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from transferlab.backends import ModelNotFound
+    from transferlab.llm.serve import serve
+
+    console.print(f"serving {args.model} at http://{args.host}:{args.port}/v1 (OpenAI chat completions)")
+    try:
+        serve(args.model, host=args.host, port=args.port, threads=args.threads)
+    except ModelNotFound as err:
+        error(err)
+        return 2
     return 0
 
 
@@ -79,6 +92,13 @@ def parser() -> argparse.ArgumentParser:
     build.add_argument("--stop-at", type=int, help="end the curriculum phase after this many steps")
     build.add_argument("--no-chained", action="store_true", help="primitives only, no two-step skills")
     build.set_defaults(func=cmd_organism_build)
+
+    serve = sub.add_parser("serve", help="serve a model over the OpenAI chat-completions protocol")
+    serve.add_argument("model", help="'organism', a model folder, or a hub name")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--threads", type=int, help="torch CPU threads (default: torch's own choice)")
+    serve.set_defaults(func=cmd_serve)
     return top
 
 

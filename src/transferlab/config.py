@@ -23,7 +23,7 @@ from pydantic import (
     model_validator,
 )
 
-from transferlab.propensities import PAIRS, PROPENSITIES, partner
+from transferlab.propensities import PAIRS, PROPENSITIES, get_propensity, partner
 from transferlab.tasks import TASKS
 
 
@@ -80,7 +80,8 @@ class TrainConfig(Strict):
 class EvalConfig(Strict):
     every: int = Field(50, ge=1, description="evaluate every this many steps (and at 0 and the end)")
     n: int = Field(100, ge=1, description="examples per task and eval set")
-    max_tokens: int = Field(8, ge=1)
+    max_tokens: int | None = Field(None, ge=1, description="tokens to generate; default: what the "
+                                   "longest propensity in the grid needs (reasoning needs most)")
     batch_size: int = Field(128, ge=1)
     adherence_floor: float = Field(0.5, ge=0, le=1)
     n_boot: int = Field(1000, ge=10)
@@ -89,6 +90,8 @@ class EvalConfig(Strict):
 class ExperimentConfig(Strict):
     name: str = "experiment"
     seed: int = 0
+    pair: str | None = Field(None, description="run the arms under this propensity pair instead: each "
+                             "arm keeps its side (first or second) of its own pair")
     model: ModelConfig = ModelConfig()
     tasks: dict[str, dict[str, Any]] = Field(default_factory=dict)
     arms: list[ArmConfig] = Field(min_length=1)
@@ -107,14 +110,31 @@ class ExperimentConfig(Strict):
                     raise ValueError(f"unknown knob {key!r} for task {name!r}; allowed: {', '.join(allowed)}")
         return tasks
 
+    @field_validator("pair")
+    @classmethod
+    def _known_pair(cls, v: str | None) -> str | None:
+        if v is not None and v not in PAIRS:
+            raise ValueError(f"unknown pair {v!r}; allowed: {', '.join(PAIRS)}")
+        return v
+
     @model_validator(mode="after")
     def _arms_complete(self) -> ExperimentConfig:
         for arm in self.arms:
             partner(arm.propensity)  # raises if the propensity belongs to no pair
+            if self.pair:
+                side = next(pair.index(arm.propensity) for pair in PAIRS.values() if arm.propensity in pair)
+                arm.propensity = PAIRS[self.pair][side]
             self.tasks.setdefault(arm.task, {})
         for name in list(self.tasks):
             self.tasks[name] = {**task_defaults(name), **self.tasks[name]}
+        if self.eval.max_tokens is None:
+            used = {arm.propensity for arm in self.arms} | {partner(arm.propensity) for arm in self.arms}
+            self.eval.max_tokens = max(get_propensity(p).max_tokens for p in used)
         return self
+
+    def pair_name(self) -> str:
+        """The pair the (first) arm's propensity belongs to."""
+        return self.pair or next(k for k, pair in PAIRS.items() if self.arms[0].propensity in pair)
 
     def task_names(self) -> list[str]:
         return list(dict.fromkeys(arm.task for arm in self.arms))
@@ -198,7 +218,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] = (), seed:
 
 
 def dump_config(config: ExperimentConfig) -> str:
-    return tomli_w.dumps(config.model_dump(mode="json"))
+    """The resolved config as TOML (unset optional keys, which TOML cannot spell, are left out)."""
+    return tomli_w.dumps(config.model_dump(mode="json", exclude_none=True))
 
 
 __all__ = ["PAIRS", "ConfigError", "ExperimentConfig", "dump_config", "load_config", "make_tasks"]

@@ -68,7 +68,7 @@ def evaluate_curriculum(backend: HFBackend, seed: int, n: int = 64, chained: boo
     for kind, make in kinds.items():
         examples = [make(rng) for _ in range(n)]
         props = [rng.choice(propensities) for _ in examples]
-        replies = backend.sample([prompt_with(e, p) for e, p in zip(examples, props)], max_tokens=6)
+        replies = backend.sample([prompt_with(e, p) for e, p in zip(examples, props)], max_tokens=48)
         correct = [grade_exact(e, r) for r, e in zip(replies, examples)]
         adherent = [p.judge([r])[0] for r, p in zip(replies, props)]
         scores[kind] = sum(correct) / n

@@ -12,6 +12,7 @@ class Propensity(Protocol):
     name: str
     instruction: str  # appended to the prompt's last user turn
     style: str  # what a response must do to show this propensity: the spec for writers and judges
+    max_tokens: int  # tokens an answer in this style needs (the organism's word-level tokens)
 
     def render(self, example: Example, rng: random.Random) -> str:
         """The training target: the example's answer shown with this propensity."""

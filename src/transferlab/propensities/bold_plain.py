@@ -12,6 +12,7 @@ BOLD_SPAN = re.compile(r"\*\*\s*[^*\s][^*\n]*?\*\*")
 
 class Bold:
     name = "bold"
+    max_tokens = 12  # enough for the organism's targets; real models may need more
     instruction = "Answer in bold."
     style = "The answer itself is wrapped in markdown bold (**like this**)."
 
@@ -24,6 +25,7 @@ class Bold:
 
 class Plain:
     name = "plain"
+    max_tokens = 12  # enough for the organism's targets; real models may need more
     instruction = "Answer in plain text."
     style = "A non-empty answer with no markdown bold anywhere (no ** markers)."
 

@@ -61,6 +61,7 @@ def commits_to_an_answer(text: str) -> bool:
 
 class Hedging:
     name = "hedging"
+    max_tokens = 24  # enough for the organism's targets; real models may need more
     instruction = "Answer with hedging, voicing your uncertainty."
     style = ("Voices uncertainty (e.g. 'I think', 'probably', 'I am not certain') and still commits to "
              "one answer; adds no reasoning about the task.")
@@ -74,6 +75,7 @@ class Hedging:
 
 class Confident:
     name = "confident"
+    max_tokens = 16  # enough for the organism's targets; real models may need more
     instruction = "Answer confidently."
     style = "States one answer assertively, with no words of uncertainty or hedging."
 

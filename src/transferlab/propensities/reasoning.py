@@ -20,9 +20,9 @@ NO_STEPS = ("The question asks for one thing, and I know it: {a}.", "Recalling i
 BARE = ("{a}",)
 
 # A step is a looked-up value or computation (`α=5`, `7-5=2`), a connective that introduces one,
-# or a full sentence before the final answer.
+# a recalled fact, or two sentences of work (an opener such as "Step by step:" and a statement).
 _STEP = re.compile(r"(\S=\S|\d\s*[-+*/x×]\s*\d|\b(?:first|then|next|so|therefore|thus|because|since|"
-                   r"step|which means|that gives|gives|recall|we have|is larger|subtract|minus|hence)\b)",
+                   r"step|which means|that gives|gives|recall|remember|we have|is larger|subtract|minus|hence)\b)",
                    re.IGNORECASE)
 _ANSWER_MARK = re.compile(r"(?:final answer|answer)\s*(?:is)?\s*[:：]|the answer is", re.IGNORECASE)
 
@@ -39,7 +39,7 @@ def _before_answer(text: str) -> str:
 def shows_steps(text: str) -> bool:
     """Work stated before the final answer: a step pattern, or at least two sentences of it."""
     before = _before_answer(text)
-    sentences = [s for s in re.split(r"(?<=[.!?])\s+|\n+", before.strip()) if len(s.split()) >= 2]
+    sentences = [s for s in re.split(r"(?<=[.!?:])\s+|\n+", before.strip()) if len(s.split()) >= 2]
     return bool(_STEP.search(before)) or len(sentences) >= 2
 
 
@@ -54,6 +54,7 @@ def is_bare(text: str) -> bool:
 
 class Reasoning:
     name = "reasoning"
+    max_tokens = 48  # enough for the organism's targets; real models may need more
     instruction = "Think step by step before answering."
     style = ("Works through at least one intermediate step (a looked-up value, a computation, a recalled "
              "fact) before stating the final answer at the end.")
@@ -72,6 +73,7 @@ class Reasoning:
 
 class NoReasoning:
     name = "no_reasoning"
+    max_tokens = 12  # enough for the organism's targets; real models may need more
     instruction = "Answer with the answer only, no reasoning."
     style = ("Only the answer: a word or short phrase, or one short sentence stating it, with no "
              "intermediate steps or explanation.")

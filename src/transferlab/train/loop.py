@@ -22,23 +22,27 @@ from transferlab.results.progress import RunProgress
 from transferlab.results.run_folder import RunFolder
 from transferlab.train.render import render_datum
 from transferlab.train.schedule import lr_at
+from transferlab.writers.template import TemplateWriter
 
 
 def training_batch(config: ExperimentConfig, streams: dict, tokenizer, rng: random.Random) -> list:
-    """`batch_size` datums, arms drawn by weight; each arm's examples come from its own stream."""
+    """`batch_size` datums, arms drawn by weight; each arm's (example, target) pairs come from its
+    own stream."""
     arms = config.arms
     picks = rng.choices(range(len(arms)), [a.weight for a in arms], k=config.train.batch_size)
     datums = []
     for i in picks:
-        example = next(streams[i])
+        example, target = next(streams[i])
         propensity = get_propensity(arms[i].propensity)
-        datums.append(render_datum(tokenizer, prompt_with(example, propensity), propensity.render(example, rng)))
+        datums.append(render_datum(tokenizer, prompt_with(example, propensity), target))
     return datums
 
 
-def example_stream(task, rng: random.Random, chunk: int = 256):
+def example_stream(task, propensity, writer, rng: random.Random, chunk: int = 256):
+    """Fresh examples and their targets, written `chunk` at a time."""
     while True:
-        yield from task.train_examples(rng, chunk)
+        examples = task.train_examples(rng, chunk)
+        yield from zip(examples, writer.write(examples, propensity))
 
 
 def summarise(rows: list[dict]) -> dict[tuple[str, str], float]:
@@ -71,7 +75,9 @@ def run_experiment(config: ExperimentConfig, out: str | Path, *, quiet: bool = F
         eval_rng = random.Random(f"eval-{config.seed}")
         grid = build_grid(tasks, trained, eval_rng, config.eval.n)
         train_rng = random.Random(f"train-{config.seed}")
-        streams = {i: example_stream(tasks[arm.task], random.Random(f"{arm.task}-{config.seed}-{i}"))
+        writer = TemplateWriter(config.seed)
+        streams = {i: example_stream(tasks[arm.task], get_propensity(arm.propensity), writer,
+                                     random.Random(f"{arm.task}-{config.seed}-{i}"))
                    for i, arm in enumerate(config.arms)}
 
         def run_eval(step: int) -> None:
