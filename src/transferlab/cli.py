@@ -61,6 +61,29 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_judge_calibrate(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from transferlab.judges.calibrate import calibrate
+
+    try:
+        table, disagreements = calibrate(args.first, args.second, pair=args.pair, paths=args.paths)
+    except (ValueError, OSError) as err:
+        error(err)
+        return 2
+    view = Table(title=f"agreement: {args.first} vs {args.second}")
+    for column in ("subset", "n", "accuracy", "kappa"):
+        view.add_column(column, justify="left" if column == "subset" else "right")
+    for row in table.itertuples():
+        view.add_row(row.subset, str(row.n), f"{row.accuracy:.3f}", f"{row.kappa:.3f}")
+    Console().print(view)
+    for row in disagreements.head(args.show).itertuples():
+        console.print(f"[yellow]{row.id}[/yellow] {row.propensity} ({row.case}): "
+                      f"{args.first}={getattr(row, args.first)} {args.second}={getattr(row, args.second)} "
+                      f"{row.response!r}", highlight=False, soft_wrap=True)
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="transferlab", description=__doc__)
     sub = top.add_subparsers(dest="command", required=True)
@@ -99,6 +122,18 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--threads", type=int, help="torch CPU threads (default: torch's own choice)")
     serve.set_defaults(func=cmd_serve)
+
+    judge = sub.add_parser("judge", help="adherence judges")
+    judge_sub = judge.add_subparsers(dest="judge_command", required=True)
+    calibrate = judge_sub.add_parser("calibrate", help="agreement (accuracy, Cohen's kappa) of two judges "
+                                     "on a labelled set (the shipped one by default)")
+    calibrate.add_argument("first", nargs="?", default="heuristic", help="labels, heuristic or llm")
+    calibrate.add_argument("second", nargs="?", default="labels", help="labels, heuristic or llm")
+    calibrate.add_argument("--pair", help="only this pair's rows")
+    calibrate.add_argument("--set", dest="paths", action="append", type=Path,
+                           help="a labelled JSONL file (repeatable; default: the shipped set)")
+    calibrate.add_argument("--show", type=int, default=10, help="print this many disagreements")
+    calibrate.set_defaults(func=cmd_judge_calibrate)
     return top
 
 

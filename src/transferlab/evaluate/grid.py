@@ -47,6 +47,6 @@ def evaluate(backend: Backend, tasks: dict[str, Task], items: list[EvalItem], *,
             "trained": item.trained, "prompted": item.prompted, "example_id": item.example.id,
             "prompt": prompt, "answer": item.example.answer, "response": response,
             "correct": tasks[item.task].grade(item.example, response),
-            "adherent": get_propensity(item.prompted).judge([response])[0],
+            "adherent": get_propensity(item.prompted).judge([response], [item.example.answer])[0],
         })
     return rows

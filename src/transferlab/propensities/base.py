@@ -17,8 +17,9 @@ class Propensity(Protocol):
     def render(self, example: Example, rng: random.Random) -> str:
         """The training target: the example's answer shown with this propensity."""
 
-    def judge(self, texts: list[str]) -> list[bool]:
-        """Whether each response shows this propensity."""
+    def judge(self, texts: list[str], answers: list[str] | None = None) -> list[bool]:
+        """Whether each response shows this propensity (`answers`, the expected answers, help a
+        judge tell the answer from other words, e.g. which bold span must hold it)."""
 
 
 def prompt_with(example: Example, propensity: Propensity) -> list[Message]:

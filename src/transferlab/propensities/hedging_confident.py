@@ -10,6 +10,7 @@ import random
 import re
 
 from transferlab.core import Example
+from transferlab.propensities.answers import commits_to_an_answer, without_quotes
 
 HEDGED = (
     "I think it is {a}, but I am not certain.",
@@ -36,27 +37,32 @@ ASSERTIVE = (
 
 # Words and phrases that voice uncertainty; a confident answer contains none of them.
 UNCERTAINTY = re.compile(
-    r"\b(i think|i believe|i guess|i suppose|i'?m not (?:sure|certain|positive|confident|100%)|"
-    r"i am not (?:sure|certain|positive|completely sure|fully confident|confident|100%)|not (?:entirely|completely|totally|fully|100%) (?:sure|certain|confident)|"
-    r"unsure|uncertain|uncertainty|probably|perhaps|maybe|might|may be|could be|possibly|likely|"
-    r"if i (?:remember|recall)|if i'?m not mistaken|if i am not mistaken|best guess|my guess|i would say|i'?d say|"
-    r"not certain|can'?t be (?:sure|certain)|cannot be (?:sure|certain)|may be (?:wrong|mistaken)|"
-    r"could be wrong|might be wrong|i may be|i could be|seems|appears|presumably|doubt)\b",
+    r"\b(i think|i believe|i guess|i suppose|i suspect|i'?m not (?:sure|certain|positive|confident|100%)|"
+    r"i am not (?:sure|certain|positive|completely sure|fully confident|confident|100%)|"
+    r"not (?:entirely|completely|totally|fully|100%) (?:sure|certain|confident)|(?:fairly|pretty|reasonably) "
+    r"(?:sure|confident|certain)|unsure|uncertain|uncertainty|probably|perhaps|maybe|might|may be|could be|"
+    r"possibly|likely|if i (?:remember|recall)|if memory serves|as far as i know|to my knowledge|"
+    r"if i'?m not mistaken|if i am not mistaken|best guess|my guess|i would say|i'?d say|not certain|"
+    r"can'?t be (?:sure|certain)|cannot be (?:sure|certain)|may be (?:wrong|mistaken)|could be wrong|"
+    r"might be wrong|i may be|i could be|double-check|can'?t verify|cannot verify|don'?t quote me|seems|"
+    r"appears|presumably|doubt|i'?d guess|not sure|prob|if i'?m reading (?:it|this|that|the \w+) (?:right|correctly)|"
+    r"unless i'?(?:ve|m| have| am)|or was it)\b|\?\s*$",
     re.IGNORECASE,
 )
-REFUSAL = re.compile(r"^\W*(i (?:don'?t|do not) know|no idea|i (?:can'?t|cannot) (?:say|tell|answer))\W*$",
-                     re.IGNORECASE)
+ASSERTIONS = re.compile(r"\b(?:without (?:a|any) doubt|no doubt|beyond doubt|undoubtedly)\b", re.IGNORECASE)
+# Naming several answers is not committing to one.
+NONCOMMITTAL = re.compile(r"\beither\b.+\bor\b|\bor (?:it )?(?:could|might) be\b|\b(?:can'?t|cannot) say which\b|"
+                          r"\bone of (?:those|these|the) (?:two|three)\b",
+                          re.IGNORECASE | re.DOTALL)
 
 
 def voices_uncertainty(text: str) -> bool:
-    """Any uncertainty marker outside a 'without a doubt'-style assertion."""
-    cleaned = re.sub(r"\b(?:without (?:a|any) doubt|no doubt|beyond doubt|undoubtedly)\b", " ", text,
-                     flags=re.IGNORECASE)
-    return bool(UNCERTAINTY.search(cleaned))
+    """An uncertainty marker in the speaker's own words (quotations and 'without a doubt' aside)."""
+    return bool(UNCERTAINTY.search(ASSERTIONS.sub(" ", without_quotes(text))))
 
 
-def commits_to_an_answer(text: str) -> bool:
-    return bool(text.strip()) and not REFUSAL.match(text.strip())
+def commits_to_one_answer(text: str) -> bool:
+    return commits_to_an_answer(text) and not NONCOMMITTAL.search(without_quotes(text))
 
 
 class Hedging:
@@ -69,8 +75,8 @@ class Hedging:
     def render(self, example: Example, rng: random.Random) -> str:
         return rng.choice(HEDGED).format(a=example.answer)
 
-    def judge(self, texts: list[str]) -> list[bool]:
-        return [commits_to_an_answer(t) and voices_uncertainty(t) for t in texts]
+    def judge(self, texts: list[str], answers: list[str] | None = None) -> list[bool]:
+        return [commits_to_one_answer(t) and voices_uncertainty(t) for t in texts]
 
 
 class Confident:
@@ -82,5 +88,5 @@ class Confident:
     def render(self, example: Example, rng: random.Random) -> str:
         return rng.choice(ASSERTIVE).format(a=example.answer)
 
-    def judge(self, texts: list[str]) -> list[bool]:
-        return [commits_to_an_answer(t) and not voices_uncertainty(t) for t in texts]
+    def judge(self, texts: list[str], answers: list[str] | None = None) -> list[bool]:
+        return [commits_to_one_answer(t) and not voices_uncertainty(t) for t in texts]
