@@ -52,7 +52,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from transferlab.backends import ModelNotFound
     from transferlab.llm.serve import serve
 
-    console.print(f"serving {args.model} at http://{args.host}:{args.port}/v1 (OpenAI chat completions)")
+    console.print(f"serving {args.model} at http://{args.host}:{args.port}/v1 (OpenAI chat completions)",
+                  highlight=False, soft_wrap=True)
     try:
         serve(args.model, host=args.host, port=args.port, threads=args.threads)
     except ModelNotFound as err:
