@@ -59,9 +59,20 @@ def test_heuristic_judges_agree_with_the_hand_labels():
 
 def test_calibrate_command_prints_the_agreement_table():
     result = subprocess.run([sys.executable, "-m", "transferlab.cli", "judge", "calibrate", "heuristic", "labels",
-                             "--pair", "hedging_confident", "--show", "3"], capture_output=True, text=True)
+                             "--pair", "hedging_confident", "--show", "3"], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
     assert "hedging_confident/hedging" in result.stdout and "kappa" in result.stdout
     bad = subprocess.run([sys.executable, "-m", "transferlab.cli", "judge", "calibrate", "oracle", "labels"],
-                         capture_output=True, text=True)
+                         capture_output=True, text=True, check=False)
     assert bad.returncode == 2 and "unknown judge 'oracle'; allowed: labels, heuristic, llm" in bad.stderr
+
+
+def test_heuristic_judges_agree_with_the_held_out_labels():
+    """The held-out set was labelled by someone who never saw the judges; never tune on it."""
+    from transferlab.judges.calibrate import holdout_dir
+
+    table, _ = calibrate("heuristic", "labels", paths=sorted(holdout_dir().glob("*.jsonl")))
+    by_subset = table.set_index("subset")
+    assert by_subset.loc["all", "n"] == 180
+    for pair in PAIRS:
+        assert by_subset.loc[pair, "accuracy"] >= 0.9, table

@@ -18,6 +18,7 @@ def error(err: Exception) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     from transferlab.backends import ModelNotFound
     from transferlab.config import ConfigError, load_config
+    from transferlab.llm.client import LLMConfigError, LLMError
     from transferlab.train.loop import run_experiment
 
     try:
@@ -29,7 +30,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     console.print(f"run [bold]{config.name}[/bold] seed {config.seed} -> {out}")
     try:
         folder = run_experiment(config, out, quiet=args.quiet)
-    except (ModelNotFound, FileExistsError) as err:
+    except (ModelNotFound, FileExistsError, LLMConfigError, LLMError, RuntimeError) as err:
         error(err)
         return 2
     console.print(f"done: {folder.path}/metrics.csv, {folder.path}/figures/gap.png")
@@ -65,10 +66,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_judge_calibrate(args: argparse.Namespace) -> int:
     from rich.table import Table
 
-    from transferlab.judges.calibrate import calibrate
+    from transferlab.judges.calibrate import calibrate, holdout_dir
 
     try:
-        table, disagreements = calibrate(args.first, args.second, pair=args.pair, paths=args.paths)
+        paths = args.paths or (sorted(holdout_dir().glob("*.jsonl")) if args.holdout else None)
+        table, disagreements = calibrate(args.first, args.second, pair=args.pair, paths=paths)
     except (ValueError, OSError) as err:
         error(err)
         return 2
@@ -133,6 +135,8 @@ def parser() -> argparse.ArgumentParser:
     calibrate.add_argument("--pair", help="only this pair's rows")
     calibrate.add_argument("--set", dest="paths", action="append", type=Path,
                            help="a labelled JSONL file (repeatable; default: the shipped set)")
+    calibrate.add_argument("--holdout", action="store_true",
+                           help="use the held-out set (judges/holdout: never used to tune the heuristics)")
     calibrate.add_argument("--show", type=int, default=10, help="print this many disagreements")
     calibrate.set_defaults(func=cmd_judge_calibrate)
     return top

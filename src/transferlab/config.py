@@ -10,7 +10,7 @@ import dataclasses
 import tomllib
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import tomli_w
 from pydantic import (
@@ -75,6 +75,10 @@ class TrainConfig(Strict):
     lr: float = Field(1e-3, gt=0)
     warmup: int = Field(20, ge=0)
     weight_decay: float = Field(0.0, ge=0)
+    writer: Literal["template", "llm"] = Field(
+        "template", description="who writes the targets: the propensity's templates (offline) or an LLM "
+        "on the endpoint named by TRANSFERLAB_LLM_BASE_URL / _MODEL / _API_KEY")
+    writer_pool: int = Field(256, ge=1, description="llm writer: examples per arm written once, then cycled")
 
 
 class EvalConfig(Strict):
@@ -85,6 +89,13 @@ class EvalConfig(Strict):
     batch_size: int = Field(128, ge=1)
     adherence_floor: float = Field(0.5, ge=0, le=1)
     n_boot: int = Field(1000, ge=10)
+    judge: Literal["heuristic", "llm"] = Field(
+        "heuristic", description="adherence judge: regex/heuristics (offline) or an LLM on the TRANSFERLAB_LLM_* endpoint")
+
+
+class LLMConfig(Strict):
+    cache: str = Field(".transferlab-cache", description="where LLM-written targets and verdicts are cached")
+    concurrency: int = Field(8, ge=1, le=256)
 
 
 class ExperimentConfig(Strict):
@@ -97,6 +108,7 @@ class ExperimentConfig(Strict):
     arms: list[ArmConfig] = Field(min_length=1)
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
+    llm: LLMConfig = LLMConfig()
 
     @field_validator("tasks")
     @classmethod

@@ -6,6 +6,7 @@ import random
 from dataclasses import dataclass
 
 from transferlab.core import Backend, Example
+from transferlab.judges import HeuristicJudge
 from transferlab.propensities import get_propensity, partner, prompt_with
 from transferlab.tasks import Task
 
@@ -31,8 +32,9 @@ def build_grid(tasks: dict[str, Task], trained: dict[str, str], rng: random.Rand
 
 
 def evaluate(backend: Backend, tasks: dict[str, Task], items: list[EvalItem], *, step: int, seed: int,
-             max_tokens: int) -> list[dict]:
-    """Sample greedy answers for every item; one row per answer with its grade and adherence."""
+             max_tokens: int, judge=None) -> list[dict]:
+    """Sample greedy answers for every item; one row per answer with its grade and adherence
+    (by `judge`, the heuristic judges when None)."""
     prompts = [prompt_with(item.example, get_propensity(item.prompted)) for item in items]
     # Similar lengths in one batch waste less padding; answers are put back in grid order.
     order = sorted(range(len(items)), key=lambda i: len(str(prompts[i])))
@@ -40,13 +42,21 @@ def evaluate(backend: Backend, tasks: dict[str, Task], items: list[EvalItem], *,
     responses = [""] * len(items)
     for i, reply in zip(order, replies):
         responses[i] = reply
+    judge = judge or HeuristicJudge()
+    adherent = [False] * len(items)
+    for prompted in dict.fromkeys(item.prompted for item in items):
+        index = [i for i, item in enumerate(items) if item.prompted == prompted]
+        verdicts = judge.judge(get_propensity(prompted), [responses[i] for i in index],
+                               [items[i].example.answer for i in index], [prompts[i] for i in index])
+        for i, verdict in zip(index, verdicts):
+            adherent[i] = verdict
     rows = []
-    for item, prompt, response in zip(items, prompts, responses):
+    for item, prompt, response, follows in zip(items, prompts, responses, adherent):
         rows.append({
             "step": step, "seed": seed, "task": item.task, "eval_set": item.eval_set,
             "trained": item.trained, "prompted": item.prompted, "example_id": item.example.id,
             "prompt": prompt, "answer": item.example.answer, "response": response,
             "correct": tasks[item.task].grade(item.example, response),
-            "adherent": get_propensity(item.prompted).judge([response], [item.example.answer])[0],
+            "adherent": follows,
         })
     return rows

@@ -24,6 +24,12 @@ def labelled_dir() -> Path:
     return Path(str(resources.files("transferlab.judges").joinpath("labelled")))
 
 
+def holdout_dir() -> Path:
+    """A second hand-labelled set, written by someone who never saw the judges and never used to tune
+    them: agreement on it is the honest estimate."""
+    return Path(str(resources.files("transferlab.judges").joinpath("holdout")))
+
+
 def load_labelled(paths: list[Path] | None = None, pair: str | None = None) -> pd.DataFrame:
     """The labelled rows, checked: every column present, known propensities, boolean labels."""
     paths = paths or sorted(labelled_dir().glob("*.jsonl"))

@@ -15,6 +15,7 @@ import torch
 from transferlab.backends import open_backend
 from transferlab.config import ExperimentConfig, dump_config, make_tasks
 from transferlab.evaluate.grid import build_grid, evaluate
+from transferlab.judges import make_judge
 from transferlab.propensities import get_propensity, prompt_with
 from transferlab.results.figures import plot_accuracy, plot_gap
 from transferlab.results.metrics import condition_metrics, gap_metrics
@@ -45,6 +46,46 @@ def example_stream(task, propensity, writer, rng: random.Random, chunk: int = 25
         yield from zip(examples, writer.write(examples, propensity))
 
 
+def pooled_stream(pairs: list[tuple], rng: random.Random):
+    """Cycle a fixed pool of (example, target) pairs in a fresh order each pass."""
+    while True:
+        order = list(range(len(pairs)))
+        rng.shuffle(order)
+        yield from (pairs[i] for i in order)
+
+
+def training_streams(config: ExperimentConfig, tasks: dict, folder: RunFolder, progress) -> dict:
+    """One (example, target) stream per arm: template targets written as examples are drawn, or a
+    pool of `writer_pool` examples per arm written once by the LLM writer (cached on disk)."""
+    streams = {}
+    for i, arm in enumerate(config.arms):
+        rng = random.Random(f"{arm.task}-{config.seed}-{i}")
+        propensity = get_propensity(arm.propensity)
+        if config.train.writer == "template":
+            streams[i] = example_stream(tasks[arm.task], propensity, TemplateWriter(config.seed), rng)
+            continue
+        from transferlab.llm.client import ChatClient
+        from transferlab.writers.llm import LLMWriter
+
+        progress.stage(f"writing {arm.task} targets ({arm.propensity}) with the LLM")
+        writer = LLMWriter(ChatClient.from_env(), Path(config.llm.cache) / "writer",
+                           concurrency=config.llm.concurrency, progress=False)
+        examples = tasks[arm.task].train_examples(rng, config.train.writer_pool)
+        result = writer.write(examples, propensity)
+        progress.console.print(f"llm writer, {arm.task} ({arm.propensity}): {result.summary()}", highlight=False)
+        folder.append_jsonl(folder.path / "writer.jsonl", [{
+            "arm": i, "task": arm.task, "propensity": arm.propensity, "written": result.written,
+            "cached": result.cached, "rejected": result.rejected, "failed": result.failed,
+            "errors": result.errors}])
+        pairs = [(e, t) for e, t in zip(examples, result.targets) if t is not None]
+        if not pairs:
+            raise RuntimeError(
+                f"the llm writer produced no usable target for {arm.task} ({arm.propensity}): "
+                f"{result.summary()}. Check the endpoint (TRANSFERLAB_LLM_*), or use train.writer = \"template\"")
+        streams[i] = pooled_stream(pairs, rng)
+    return streams
+
+
 def summarise(rows: list[dict]) -> dict[tuple[str, str], float]:
     """Accuracy per (task, prompted) on each task's first eval set, for the progress line."""
     first_set: dict[str, str] = {}
@@ -70,19 +111,18 @@ def run_experiment(config: ExperimentConfig, out: str | Path, *, quiet: bool = F
     with progress:
         progress.console.print("chance accuracy: " + ", ".join(f"{k} {v:.1%}" for k, v in chance.items()),
                                highlight=False)
-        progress.stage("loading model")
-        backend = open_backend(config.model)
         eval_rng = random.Random(f"eval-{config.seed}")
         grid = build_grid(tasks, trained, eval_rng, config.eval.n)
         train_rng = random.Random(f"train-{config.seed}")
-        writer = TemplateWriter(config.seed)
-        streams = {i: example_stream(tasks[arm.task], get_propensity(arm.propensity), writer,
-                                     random.Random(f"{arm.task}-{config.seed}-{i}"))
-                   for i, arm in enumerate(config.arms)}
+        streams = training_streams(config, tasks, folder, progress)
+        judge = make_judge(config.eval.judge, Path(config.llm.cache) / "judge", config.llm.concurrency)
+        progress.stage("loading model")
+        backend = open_backend(config.model)
 
         def run_eval(step: int) -> None:
             progress.stage(f"evaluating step {step}")
-            rows = evaluate(backend, tasks, grid, step=step, seed=config.seed, max_tokens=config.eval.max_tokens)
+            rows = evaluate(backend, tasks, grid, step=step, seed=config.seed, max_tokens=config.eval.max_tokens,
+                            judge=judge)
             folder.append_samples(rows)
             progress.accuracies(summarise(rows))
 
