@@ -61,8 +61,13 @@ class Backend(Protocol):
 
 
 class Judge(Protocol):
-    def judge(self, texts: list[str]) -> list[bool]: ...
+    """Adherence: whether each response shows `propensity` (see `transferlab.judges`)."""
+
+    def judge(self, propensity: Any, responses: list[str], answers: list[str] | None = None,
+              questions: list | None = None) -> list[bool]: ...
 
 
 class Writer(Protocol):
-    def render(self, example: Example, style: str) -> str: ...
+    """Training targets: each example's answer shown with `propensity` (see `transferlab.writers`)."""
+
+    def write(self, examples: list[Example], propensity: Any) -> Any: ...
