@@ -52,3 +52,9 @@ def test_pairs_know_their_partner():
     assert partner("bold") == "plain" and partner("plain") == "bold"
     with pytest.raises(KeyError, match="unknown propensity|in no pair"):
         partner("shouting")
+
+
+def test_an_answer_with_a_full_stop_inside_survives_the_answer_marker():
+    ex = Example(id="v", messages=({"role": "user", "content": "Who?"},), answer="Sen. JD Vance")
+    assert grade_exact(ex, "Step by step: the running mate was named. Answer: Sen. JD Vance")
+    assert not grade_exact(ex, "Answer: Sen. Bob Casey")

@@ -231,7 +231,15 @@ def load_config(path: str | Path | None = None, overrides: list[str] = (), seed:
 
 def dump_config(config: ExperimentConfig) -> str:
     """The resolved config as TOML (unset optional keys, which TOML cannot spell, are left out)."""
-    return tomli_w.dumps(config.model_dump(mode="json", exclude_none=True))
+    return tomli_w.dumps(_without_none(config.model_dump(mode="json")))
+
+
+def _without_none(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_none(v) for v in value]
+    return value
 
 
 __all__ = ["PAIRS", "ConfigError", "ExperimentConfig", "dump_config", "load_config", "make_tasks"]

@@ -34,6 +34,12 @@ def final_answer(response: str) -> str:
     return text.replace("**", "").strip()
 
 
+def answer_line(response: str) -> str:
+    """The whole line after the last answer marker (for answers with a ". " inside, "Sen. JD Vance")."""
+    markers = list(_FINAL_MARKERS.finditer(response))
+    return response[markers[-1].end():].split("\n", 1)[0].replace("**", "").strip() if markers else ""
+
+
 def normalise(response: str) -> str:
     """Lower-cased final answer without surrounding punctuation or quotes."""
     return final_answer(response).strip().strip(" .,!?;:'\"`").strip().lower()

@@ -6,7 +6,7 @@ import random
 from typing import Protocol
 
 from transferlab.core import Example
-from transferlab.evaluate.extract import final_answer, mentions, normalise
+from transferlab.evaluate.extract import answer_line, final_answer, mentions, normalise
 
 
 class Task(Protocol):
@@ -29,7 +29,7 @@ def grade_exact(example: Example, response: str) -> bool:
     """The final answer, stripped of decoration, equals the example's answer (case-insensitive); or,
     where the task lists the candidate answers (`meta["candidates"]`), the final answer names the
     right one and no other (so "I think it is red, but I am not sure" grades as red)."""
-    if normalise(response) == normalise(example.answer):
+    if normalise(example.answer) in (normalise(response), normalise(answer_line(response))):
         return True
     candidates = example.meta.get("candidates")
     if not candidates:
