@@ -21,6 +21,8 @@ ACC_COLOUR = "tab:blue"
 ADH_COLOUR = "black"
 CUT_COLOUR = "grey"
 PROMPT_COLOURS = {True: "tab:blue", False: "tab:orange"}  # keyed by is_trained
+TASK_COLOURS = plt.get_cmap("tab10").colors  # the grid gives each task (column) its own colour
+LEGEND_INCHES = 0.7  # room under the grid for its legend
 Y_LIMITS = (-0.2, 1.05)
 
 
@@ -56,21 +58,200 @@ def plot_accuracy(metrics: pd.DataFrame, path: str | Path, *, eval_set: str | No
 
     `metrics` is `condition_metrics` output; several seeds are averaged (accuracy and band bounds).
     """
+    return _plot_conditions(metrics, path, ("accuracy", "acc_low", "acc_high"), "accuracy", eval_set)
+
+
+def plot_adherence(
+    metrics: pd.DataFrame, path: str | Path, *, eval_set: str | None = None, adherence_floor: float = 0.5
+) -> Path:
+    """Adherence of every prompted condition over steps, with Wilson bands and the floor that cuts the gap:
+    whether the model still does what each prompt asks, which the gap silently assumes."""
+    columns = ("adherence", "adh_low", "adh_high")
+    return _plot_conditions(metrics, path, columns, "adherence (judge)", eval_set, floor=adherence_floor)
+
+
+def _plot_conditions(
+    metrics: pd.DataFrame, path, columns: tuple[str, str, str], ylabel: str, eval_set, floor=None
+) -> Path:
+    """One panel per task: a line and band per prompted propensity, the trained prompt first."""
+    value, low, high = columns
     panels = _panels(metrics, eval_set)
     fig, axes = _figure(len(panels), None, ylim=(-0.02, 1.05))
     for ax, (task, chosen, rows) in zip(axes, panels):
-        means = rows.groupby(["prompted", "is_trained", "step"])[["accuracy", "acc_low", "acc_high"]].mean()
+        means = rows.groupby(["prompted", "is_trained", "step"])[list(columns)].mean()
         by_role = means.reset_index().sort_values("is_trained", ascending=False, kind="stable")
         for (is_trained, prompted), curve in by_role.groupby(["is_trained", "prompted"], sort=False):
             role = "trained" if is_trained else "swapped"
             colour = PROMPT_COLOURS[bool(is_trained)]
             label = f"{prompted} ({role})"
-            ax.plot(curve["step"], curve["accuracy"], color=colour, marker="o", ms=3, label=label)
-            ax.fill_between(curve["step"], curve["acc_low"], curve["acc_high"], color=colour, alpha=0.2, lw=0)
+            ax.plot(curve["step"], curve[value], color=colour, marker="o", ms=3, label=label)
+            ax.fill_between(curve["step"], curve[low], curve[high], color=colour, alpha=0.2, lw=0)
+        if floor is not None:
+            ax.axhline(floor, color=CUT_COLOUR, ls=":", lw=1, label=f"floor {floor:.0%}")
         ax.set_title(f"{task} ({chosen})", fontsize=10)
-        ax.set_ylabel("accuracy" if ax is axes[0] else None)
+        ax.set_ylabel(ylabel if ax is axes[0] else None)
         ax.legend(loc="best", fontsize=8, frameon=False)
     return _save(fig, path)
+
+
+def plot_loss(train_log: pd.DataFrame, path: str | Path, title: str | None = None) -> Path:
+    """Training loss per step, with a rolling mean (batch noise hides the trend) and the learning rate
+    on a second axis (a jump in loss often lines up with the end of warmup)."""
+    if train_log.empty:
+        raise ValueError("nothing to plot: the training log has no steps")
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    steps, loss = train_log["step"], train_log["loss"]
+    window = max(1, len(train_log) // 25)
+    ax.plot(steps, loss, color=ACC_COLOUR, alpha=0.3, lw=1, label="loss per step")
+    if window > 1:
+        smooth = loss.rolling(window, min_periods=1, center=True).mean()
+        ax.plot(steps, smooth, color=ACC_COLOUR, lw=2, label=f"loss, mean of {window} steps")
+    ax.set_xlabel("training step")
+    ax.set_ylabel("loss (assistant tokens)")
+    ax.grid(alpha=0.25)
+    handles, labels = ax.get_legend_handles_labels()
+    if "lr" in train_log:
+        lr_ax = ax.twinx()
+        lr_ax.plot(steps, train_log["lr"], color=CUT_COLOUR, ls="--", lw=1, label="learning rate")
+        lr_ax.set_ylabel("learning rate", color="dimgrey")
+        more = lr_ax.get_legend_handles_labels()
+        handles, labels = handles + more[0], labels + more[1]
+    ax.legend(handles, labels, loc="upper right", fontsize=8, frameon=False)
+    ax.set_title(title or "training loss", fontsize=10)
+    return _save(fig, path)
+
+
+def plot_gap_grid(summary: pd.DataFrame, path: str | Path, **options) -> Path:
+    """`gap_grid_figure`, written as a PNG."""
+    return _save(gap_grid_figure(summary, **options), path)
+
+
+def gap_grid_figure(
+    summary: pd.DataFrame,
+    *,
+    eval_sets: dict[str, str] | None = None,
+    adherence_floor: float = 0.5,
+    title: str | None = None,
+):
+    """The research figure of a sweep: one row per variant (propensity pair), one column per task.
+
+    Each panel shows the performance gap over training, mean over seeds, with the between-seed 95%
+    t-interval as a band and the mean within-run bootstrap interval as a lighter one; the trained
+    prompt's accuracy as a faint dashed line on the same 0-1 axis. The gap stops at the last step
+    before any seed's swapped adherence falls below the floor (the summary's `cut_frac`; a dotted line
+    marks the cut, `adherence_floor` words its note): past it the swapped accuracy no longer measures
+    the swapped propensity. Beside each row: what each task was trained with, and the mean swapped
+    adherence. `summary` is `aggregate.summary_table` output; `eval_sets` maps task to the eval set
+    shown (default: each task's first in `summary`). Returns the figure unsaved, so its layout can be
+    checked.
+    """
+    tasks = list(summary["task"].unique())
+    eval_sets = {t: (eval_sets or {}).get(t, summary.loc[summary["task"] == t, "eval_set"].iloc[0]) for t in tasks}
+    shown = summary[summary["eval_set"] == summary["task"].map(eval_sets)]
+    variants = list(shown["variant"].unique())
+    if not variants:
+        raise ValueError("nothing to plot: the summary has no rows")
+    height = 3.1 * len(variants) + LEGEND_INCHES
+    fig, axes = plt.subplots(len(variants), len(tasks), figsize=(4.2 * len(tasks) + 2.8, height), sharey=True,
+                             squeeze=False)
+    lowest = 0.0
+    for r, variant in enumerate(variants):
+        notes = []
+        for c, task in enumerate(tasks):
+            ax, colour = axes[r, c], TASK_COLOURS[c % len(TASK_COLOURS)]
+            rows = shown[(shown["variant"] == variant) & (shown["task"] == task)]
+            _grid_axes(ax, r, c, len(variants), f"{task} ({eval_sets[task]})", variant)
+            if rows.empty:
+                ax.text(0.5, 0.5, "not run", transform=ax.transAxes, ha="center", color="dimgrey")
+                ax.set_xticks([])
+                continue
+            lowest = min(lowest, _draw_grid_panel(ax, rows, colour, adherence_floor))
+            notes.append((task, colour, _row_note(rows)))
+        _row_notes(axes[r, -1], notes)
+    axes[0, 0].set_ylim(max(-1.0, min(-0.25, lowest - 0.1)), 1.05)  # bands may run off: early gaps are noisy
+    _grid_legend(fig)
+    seeds = shown.loc[shown["measure"] == "accuracy", "n_seeds"]
+    n_seeds = f"{seeds.min()}" if seeds.min() == seeds.max() else f"{seeds.min()}–{seeds.max()}"
+    fig.suptitle(title or f"Performance gap 1 − acc(swapped) / acc(trained) over training "
+                 f"(mean of {n_seeds} seed{'' if seeds.max() == 1 else 's'})", fontsize=12)
+    fig.tight_layout(rect=(0, LEGEND_INCHES / height, 1, 1))
+    return fig
+
+
+def _grid_axes(ax, r: int, c: int, n_rows: int, column_title: str, variant: str) -> None:
+    """Column titles on the top row, the variant as the row label, step labels on the bottom row."""
+    ax.axhline(0, color="black", lw=0.6)
+    ax.grid(alpha=0.25)
+    if r == 0:
+        ax.set_title(column_title, fontsize=11)
+    if c == 0:
+        ax.set_ylabel(f"{variant}\ngap · accuracy", fontsize=10)
+    if r == n_rows - 1:
+        ax.set_xlabel("training step")
+
+
+def _draw_grid_panel(ax, rows: pd.DataFrame, colour, floor: float) -> float:
+    """Gap mean and both bands up to the cut, trained accuracy throughout; returns the lowest mean drawn."""
+    gap = rows[rows["measure"] == "gap"].sort_values("step")
+    acc = rows[(rows["measure"] == "accuracy") & (rows["prompt"] == "trained")].sort_values("step")
+    ax.plot(acc["step"], acc["mean"], color=colour, alpha=0.45, lw=1.5, ls="--")
+    steps = gap["step"].to_numpy()
+    cut = np.maximum.accumulate(gap["cut_frac"].fillna(0).to_numpy() > 0) if len(gap) else np.zeros(0, bool)
+    kept = gap[~cut]
+    for low, high, alpha in (("within_run_ci_low", "within_run_ci_high", 0.12),
+                             ("between_seed_ci_low", "between_seed_ci_high", 0.3)):
+        lo, hi = kept[low].to_numpy(float), kept[high].to_numpy(float)
+        ax.fill_between(kept["step"], lo, hi, where=np.isfinite(lo) & np.isfinite(hi), color=colour, alpha=alpha,
+                        lw=0, interpolate=True)
+    ax.plot(kept["step"], kept["mean"], color=colour, lw=2, marker="o", ms=3.5)
+    if len(kept) and kept["mean"].isna().all():
+        ax.text(0.5, 0.5, "no gap: trained accuracy is 0", transform=ax.transAxes, ha="center", color="dimgrey",
+                fontsize=8)
+    if cut.any():
+        first = steps[np.argmax(cut)]
+        ax.axvline(first, color=CUT_COLOUR, ls=":", lw=1.5)
+        right = first > (steps.min() + steps.max()) / 2
+        ax.text(first, 0.97, f"cut at step {first}: swapped\nadherence < {floor:.0%} ",
+                transform=ax.get_xaxis_transform(), ha="right" if right else "left", va="top", fontsize=7.5,
+                color="dimgrey")
+    drawn = kept["mean"].to_numpy(float)
+    drawn = drawn[np.isfinite(drawn)]
+    return float(drawn.min()) if len(drawn) else 0.0
+
+
+def _row_note(rows: pd.DataFrame) -> str:
+    """What a task was trained with, and its mean swapped adherence over seeds and the evaluations
+    after step 0 (all evaluations when there is only step 0)."""
+    adherence = rows[(rows["measure"] == "adherence") & (rows["prompt"] == "swapped")]
+    trained_steps = adherence[adherence["step"] > 0]
+    mean = (trained_steps if len(trained_steps) else adherence)["mean"].mean()
+    first = rows.iloc[0]
+    return f"trained {first['trained']}, swapped {first['swapped']}\nswapped adherence {mean:.0%}"
+
+
+def _row_notes(ax, notes: list[tuple[str, tuple, str]]) -> None:
+    """The text column right of a row: one coloured block per task."""
+    spacing = min(0.42, 1.0 / max(len(notes), 1))
+    for i, (task, colour, note) in enumerate(notes):
+        y = 0.5 + (len(notes) / 2 - i - 0.5) * spacing
+        ax.annotate(f"{task}\n{note}", xy=(1.05, y), xycoords="axes fraction", ha="left", va="center",
+                    fontsize=8.5, color=colour, annotation_clip=False)
+
+
+def _grid_legend(fig) -> None:
+    """One legend under the grid, in neutral grey: every panel draws the same things in its task colour."""
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    grey = "dimgrey"
+    handles = [
+        Line2D([], [], color=grey, lw=2, marker="o", ms=3.5, label="performance gap, mean over seeds"),
+        Patch(color=grey, alpha=0.45, label="95% t-interval between seeds"),
+        Patch(color=grey, alpha=0.15, label="95% paired bootstrap within a run (mean)"),
+        Line2D([], [], color=grey, alpha=0.45, lw=1.5, ls="--", label="accuracy, trained prompt"),
+        Line2D([], [], color=CUT_COLOUR, ls=":", lw=1.5, label="cut: a seed's swapped adherence < floor"),
+    ]
+    fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=8.5, frameon=False, bbox_to_anchor=(0.5, 0))
 
 
 def _panels(frame: pd.DataFrame, eval_set: str | None) -> list[tuple[str, str, pd.DataFrame]]:

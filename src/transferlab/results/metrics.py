@@ -243,3 +243,32 @@ def _spread_aggs(metric: str) -> dict[str, tuple[str, str]]:
         f"{metric}_high_mean": (f"{metric}_high", "mean"),
         f"{metric}_halfwidth_mean": (f"{metric}_halfwidth", "mean"),
     }
+
+
+# 97.5% quantiles of Student's t for 1..30 degrees of freedom (no scipy here); past 30 the
+# Cornish-Fisher expansion around the normal quantile is good to 1e-4.
+_T975 = (
+    np.nan, 12.7062, 4.3027, 3.1824, 2.7764, 2.5706, 2.4469, 2.3646, 2.3060, 2.2622, 2.2281,
+    2.2010, 2.1788, 2.1604, 2.1448, 2.1314, 2.1199, 2.1098, 2.1009, 2.0930, 2.0860,
+    2.0796, 2.0739, 2.0687, 2.0639, 2.0595, 2.0555, 2.0518, 2.0484, 2.0452, 2.0423,
+)  # fmt: skip
+_Z975 = 1.959964
+
+
+def t_quantile_975(df) -> np.ndarray:
+    """Two-sided 95% Student-t quantile per degrees of freedom; nan for df < 1."""
+    df = np.asarray(df, dtype=float)
+    z = _Z975
+    with np.errstate(divide="ignore", invalid="ignore"):
+        far = z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
+    near = np.asarray(_T975)[np.clip(np.nan_to_num(df), 0, 30).astype(int)]
+    return np.where(df < 1, np.nan, np.where(df > 30, far, near))
+
+
+def between_seed_interval(mean, sd, n_seeds) -> tuple[np.ndarray, np.ndarray]:
+    """95% t-interval for a mean over `n_seeds` runs from their sample std: what another set of seeds
+    would likely give. nan below two seeds, where the spread between runs is unknown."""
+    mean, sd, n = (np.asarray(x, dtype=float) for x in (mean, sd, n_seeds))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        half = t_quantile_975(n - 1) * sd / np.sqrt(n)
+    return mean - half, mean + half

@@ -10,6 +10,7 @@ import random
 import time
 from pathlib import Path
 
+import pandas as pd
 import torch
 
 from transferlab.backends import open_backend
@@ -17,7 +18,7 @@ from transferlab.config import ExperimentConfig, dump_config, make_tasks
 from transferlab.evaluate.grid import build_grid, evaluate
 from transferlab.judges import make_judge
 from transferlab.propensities import get_propensity, prompt_with
-from transferlab.results.figures import plot_accuracy, plot_gap
+from transferlab.results.figures import plot_accuracy, plot_adherence, plot_gap, plot_loss
 from transferlab.results.metrics import condition_metrics, gap_metrics
 from transferlab.results.progress import RunProgress
 from transferlab.results.run_folder import RunFolder
@@ -159,6 +160,9 @@ def write_results(folder: RunFolder, config: ExperimentConfig, chance: dict[str,
     primary = samples.groupby("task", sort=False)["eval_set"].first()
     plot_gap(primary_rows(gaps, primary), folder.figures / "gap.png", title=f"{config.name} (seed {config.seed})")
     plot_accuracy(primary_rows(metrics, primary), folder.figures / "accuracy.png")
+    plot_adherence(primary_rows(metrics, primary), folder.figures / "adherence.png",
+                   adherence_floor=config.eval.adherence_floor)
+    plot_loss(pd.read_csv(folder.train_log), folder.figures / "loss.png")
 
 
 def primary_rows(frame, primary):
