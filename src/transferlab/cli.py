@@ -87,12 +87,69 @@ def cmd_judge_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_figures(args: argparse.Namespace) -> int:
+    from transferlab.config import ConfigError
+    from transferlab.results.aggregate import aggregate
+
+    try:
+        written = aggregate(args.dir, adherence_floor=args.adherence_floor)
+    except (FileNotFoundError, ConfigError, ValueError) as err:
+        error(err)
+        return 2
+    for path in written:
+        console.print(f"wrote {path}", highlight=False, soft_wrap=True)
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from rich.markup import escape
+
+    from transferlab.sweep import SweepError, load_sweep, plan_sweep, run_sweep
+    from transferlab.sweep.progress import cells_table, summary_table
+
+    try:
+        sweep = load_sweep(args.sweep)
+    except SweepError as err:
+        error(escape(str(err)))  # the message names [set], [axes]... which are not rich markup
+        return 2
+    out = Path(args.out or f"sweeps/{sweep.name}")
+    if args.dry_run:
+        title = (f"sweep {sweep.name}: {len(sweep.cells)} cells -> {out} "
+                 f"({args.executor or sweep.executor.kind}, {sweep.executor.threads_per_cell} thread(s) per cell)")
+        Console().print(cells_table(plan_sweep(sweep, out), title))
+        return 0
+    try:
+        result = run_sweep(sweep, out, executor=args.executor, workers=args.workers, quiet=args.quiet)
+    except (SweepError, RuntimeError) as err:
+        error(escape(str(err)))
+        return 2
+    except KeyboardInterrupt:
+        error(f"sweep interrupted; rerun the same command to go on ({out}/manifest.json says where it stands)")
+        return 130
+    Console().print(summary_table(result.cells, f"sweep {sweep.name}: {len(result.ran)} ran, {len(result.skipped)} "
+                                  f"already done, {len(result.failed)} failed ({result.wall_s:.0f} s) -> {out}"))
+    return 0 if result.ok else 1
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from transferlab.report import write_report
+
+    try:
+        path = write_report(args.dir, out=args.out)
+    except (FileNotFoundError, NotADirectoryError) as err:
+        error(err)
+        return 2
+    console.print(f"wrote {path}", highlight=False, soft_wrap=True)
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="transferlab", description=__doc__)
     sub = top.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run an experiment (the shipped default config when none is given)")
-    run.add_argument("config", nargs="?", help="TOML config; omit for the default experiment")
+    run.add_argument("config", nargs="?", help="TOML config file, or a shipped config name "
+                     "(chess_vs_table_lookup, facts_vs_table_lookup, their _offline twins); omit for the default")
     run.add_argument("--out", help="run folder (default runs/<name>-seed<seed>)")
     run.add_argument("--seed", type=int, help="override the config's seed")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -139,6 +196,28 @@ def parser() -> argparse.ArgumentParser:
                            help="use the held-out set (judges/holdout: never used to tune the heuristics)")
     calibrate.add_argument("--show", type=int, default=10, help="print this many disagreements")
     calibrate.set_defaults(func=cmd_judge_calibrate)
+
+    figures = sub.add_parser("figures", help="regenerate the tables and figures of a run or a sweep folder")
+    figures.add_argument("dir", type=Path, help="a run folder, or a sweep folder holding run folders")
+    figures.add_argument("--adherence-floor", type=float,
+                         help="cut gap curves where swapped adherence falls below this (default: each run's own)")
+    figures.set_defaults(func=cmd_figures)
+
+    sweep = sub.add_parser("sweep", help="run every cell of a sweep (pairs x tasks x seeds x any key); "
+                           "rerun to resume")
+    sweep.add_argument("sweep", nargs="?", help="sweep TOML; omit for the shipped default sweep")
+    sweep.add_argument("--out", help="sweep folder (default sweeps/<name>)")
+    sweep.add_argument("--executor", choices=["local", "ray"], help="default: the sweep file's [executor] kind")
+    sweep.add_argument("--workers", type=int, help="cells at once (default: what the machine or Ray cluster holds)")
+    sweep.add_argument("--dry-run", action="store_true", help="list the cells and what a run would do; run nothing")
+    sweep.add_argument("--quiet", action="store_true", help="no progress display")
+    sweep.set_defaults(func=cmd_sweep)
+
+    report = sub.add_parser("report", help="write one self-contained HTML page of a run or a sweep folder: "
+                            "config, figures, tables and a sample browser")
+    report.add_argument("dir", type=Path, help="a run folder, or a sweep folder holding run folders")
+    report.add_argument("--out", type=Path, help="the page to write (default DIR/report.html)")
+    report.set_defaults(func=cmd_report)
     return top
 
 

@@ -181,6 +181,18 @@ def _first_line(err: Exception) -> str:
 
 # -- loading ----------------------------------------------------------------------------------
 
+def shipped_configs() -> list[str]:
+    folder = resources.files("transferlab.configs")
+    return sorted(p.name.removesuffix(".toml") for p in folder.iterdir() if p.name.endswith(".toml"))
+
+
+def resolve_config_path(path: str | Path) -> Path:
+    """A file path, or the name of a config shipped in the package (`chess_vs_table_lookup`)."""
+    if Path(path).exists() or str(path) not in shipped_configs():
+        return Path(path)
+    return Path(str(resources.files("transferlab.configs").joinpath(f"{path}.toml")))
+
+
 def default_config_text() -> str:
     return resources.files("transferlab.configs").joinpath("default.toml").read_text()
 
@@ -209,9 +221,9 @@ def apply_override(data: dict, assignment: str) -> None:
 def load_config(path: str | Path | None = None, overrides: list[str] = (), seed: int | None = None) -> ExperimentConfig:
     """Read TOML (the shipped default when `path` is None), apply overrides, validate."""
     try:
-        text = default_config_text() if path is None else Path(path).read_text()
+        text = default_config_text() if path is None else resolve_config_path(path).read_text()
     except FileNotFoundError as err:
-        raise ConfigError(f"config file not found: {path}") from err
+        raise ConfigError(f"config file not found: {path}; shipped configs: {', '.join(shipped_configs())}") from err
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
