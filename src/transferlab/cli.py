@@ -7,12 +7,13 @@ import sys
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 
 console = Console(stderr=True)
 
 
 def error(err: Exception) -> None:
-    console.print(f"[red]error:[/red] {err}", soft_wrap=True, highlight=False, markup=True)
+    console.print(f"[red]error:[/red] {escape(str(err))}", soft_wrap=True, highlight=False, markup=True)
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -58,7 +58,9 @@ def load_runs(directory: str | Path) -> list[Run]:
     root = Path(directory)
     if not root.is_dir():
         raise FileNotFoundError(f"{root} is not a folder; give a run folder or a sweep folder")
-    found = {p.parent for p in root.rglob("config.toml") if (p.parent / "samples.jsonl").is_file()}
+    # attempts a sweep moved aside (interrupted/) are kept for inspection, never counted as results
+    found = {p.parent for p in root.rglob("config.toml") if (p.parent / "samples.jsonl").is_file()
+             and "interrupted" not in p.relative_to(root).parts}
     if not found:
         raise FileNotFoundError(f"no run folder (config.toml and samples.jsonl) under {root}")
     return [_load_run(folder, root) for folder in sorted(found)]
