@@ -45,6 +45,7 @@ def cmd_organism_build(args: argparse.Namespace) -> int:
                             retrieval_steps=args.retrieval_steps, steps=args.steps, batch_size=args.batch_size,
                             lr=args.lr, warmup=args.warmup, seed=args.seed, chained=not args.no_chained,
                             eval_every=args.eval_every, threads=args.threads, stop_at=args.stop_at,
+                            command="transferlab " + " ".join(sys.argv[1:]),
                             log=lambda line: console.print(line, highlight=False))
     console.print(f"built {args.out} in {report['minutes']:.1f} min")
     return 0

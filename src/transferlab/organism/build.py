@@ -102,7 +102,7 @@ def build_organism(out: Path, *, size: str = "shallow", grow_to: int = 6,
                    retrieval_target: float = 0.9,
                    steps: int = 3000, batch_size: int = 32, lr: float = 2e-3, warmup: int = 100, seed: int = 0,
                    chained: bool = True, eval_every: int = 250, eval_n: int = 64, threads: int | None = None,
-                   stop_at: int | None = None, log=print) -> dict:
+                   stop_at: int | None = None, command: str | None = None, log=print) -> dict:
     """Two phases. A shallow model learns in-context retrieval in `stages` (each ends when its
     lookups reach `retrieval_target`, or after its `max_steps`, or `retrieval_steps` if given), then grows to `grow_to` layers
     and learns the whole curriculum (`steps`; `stop_at` ends it early without changing the
@@ -119,7 +119,7 @@ def build_organism(out: Path, *, size: str = "shallow", grow_to: int = 6,
     rng = random.Random(seed)
     propensities = [get_propensity(p) for p in PROPENSITIES]
     plain = get_propensity("plain")
-    report = {"size": size, "grow_to": grow_to, "stages": [asdict(s) for s in stages], "steps": steps,
+    report = {"command": command, "size": size, "grow_to": grow_to, "stages": [asdict(s) for s in stages], "steps": steps,
               "stop_at": stop_at, "retrieval_target": retrieval_target,
               "batch_size": batch_size, "lr": lr, "warmup": warmup, "seed": seed, "chained": chained,
               "history": []}
