@@ -54,8 +54,8 @@ def test_unknown_propensity_lists_the_allowed_ones(tmp_path):
 
 
 def test_unknown_arm_task_lists_the_allowed_ones(tmp_path):
-    with pytest.raises(ConfigError, match="arms.0.task: Value error, unknown task 'chess'"):
-        load_config(write(tmp_path, MINIMAL.replace('"table_lookup"', '"chess"')))
+    with pytest.raises(ConfigError, match="arms.0.task: Value error, unknown task 'checkers'; allowed: chess, invented_facts, realtime_qa, table_lookup"):
+        load_config(write(tmp_path, MINIMAL.replace('"table_lookup"', '"checkers"')))
 
 
 def test_malformed_toml_and_missing_file_are_named(tmp_path):
