@@ -24,6 +24,7 @@ from transferlab.config import ConfigError, ExperimentConfig, load_config
 from transferlab.results.figures import plot_accuracy, plot_adherence, plot_gap, plot_gap_grid, plot_loss
 from transferlab.results.metrics import between_seed_interval, condition_metrics, gap_metrics
 from transferlab.results.run_folder import atomic_write
+from transferlab.results.samples_file import read_sample_rows
 
 SAMPLE_COLUMNS = ["step", "seed", "task", "eval_set", "trained", "prompted", "example_id", "correct", "adherent"]
 CURVE = ["variant", "pair", "task", "eval_set", "trained", "swapped"]  # one curve over steps, per cell or mean
@@ -78,8 +79,7 @@ def _load_run(folder: Path, root: Path) -> Run:
 
 def read_samples(run: Run) -> pd.DataFrame:
     """The graded columns of samples.jsonl (prompts and responses are left on disk)."""
-    with (run.path / "samples.jsonl").open() as f:
-        rows = [json.loads(line) for line in f if line.strip()]
+    rows = read_sample_rows(run.path / "samples.jsonl")
     return pd.DataFrame([{k: row.get(k) for k in SAMPLE_COLUMNS} for row in rows], columns=SAMPLE_COLUMNS)
 
 

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from transferlab.results.samples_file import read_sample_rows
+
 
 def atomic_write(path: Path, data: str | bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -60,7 +62,7 @@ class RunFolder:
             f.write(",".join(str(v) for v in row.values()) + "\n")
 
     def read_samples(self) -> pd.DataFrame:
-        return pd.read_json(self.samples, lines=True)
+        return pd.DataFrame(read_sample_rows(self.samples))
 
     def write_table(self, path: Path, frame: pd.DataFrame) -> None:
         atomic_write(path, frame.to_csv(index=False))
