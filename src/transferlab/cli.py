@@ -31,7 +31,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     console.print(f"run [bold]{config.name}[/bold] seed {config.seed} -> {out}")
     try:
         folder = run_experiment(config, out, quiet=args.quiet)
-    except (ModelNotFound, FileExistsError, LLMConfigError, LLMError, RuntimeError) as err:
+    except (ModelNotFound, OSError, LLMConfigError, LLMError, RuntimeError) as err:
         error(err)
         return 2
     console.print(f"done: {folder.path}/metrics.csv, {folder.path}/figures/gap.png")

@@ -67,11 +67,21 @@ class RunFolder:
     def write_table(self, path: Path, frame: pd.DataFrame) -> None:
         atomic_write(path, frame.to_csv(index=False))
 
+    def check_free_space(self, needed: int) -> None:
+        """Refuse before writing rather than leave a torn checkpoint on a full disk."""
+        self.checkpoints.mkdir(parents=True, exist_ok=True)
+        free = shutil.disk_usage(self.checkpoints).free
+        if free < needed:
+            raise OSError(f"not enough disk space for a checkpoint in {self.checkpoints}: "
+                          f"{needed / 2**20:.0f} MiB needed, {free / 2**20:.0f} MiB free. Free space or "
+                          f"move the run folder (--out); results so far are kept in {self.path}")
+
     def save_checkpoint(self, backend, name: str = "latest") -> Path:
         """Write into a temporary folder, then swap it in, so `latest` is never half-written."""
         final = self.checkpoints / name
         tmp = self.checkpoints / f".{name}.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
+        self.check_free_space(checkpoint_bytes(backend))
         backend.save_state(tmp)
         old = self.checkpoints / f".{name}.old"
         if final.exists():
@@ -79,3 +89,9 @@ class RunFolder:
         os.replace(tmp, final)
         shutil.rmtree(old, ignore_errors=True)
         return final
+
+
+def checkpoint_bytes(backend) -> int:
+    """Weights plus AdamW's two moments (fp32) plus 10% for the tokenizer and metadata."""
+    parameters = sum(p.numel() * p.element_size() for p in backend.model.parameters())
+    return int(parameters * 3 * 1.1)
