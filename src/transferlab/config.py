@@ -173,6 +173,11 @@ def make_tasks(config: ExperimentConfig) -> dict:
     return tasks
 
 
+def validation_lines(err: ValidationError) -> str:
+    """One indented `key.path: problem` line per error, as config and sweep messages show them."""
+    return "\n".join(f"  {'.'.join(map(str, e['loc'])) or '(top level)'}: {e['msg']}" for e in err.errors())
+
+
 def _first_line(err: Exception) -> str:
     if isinstance(err, ValidationError):
         return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
@@ -235,8 +240,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] = (), seed:
     try:
         config = ExperimentConfig.model_validate(data)
     except ValidationError as err:
-        raise ConfigError("invalid config:\n" + "\n".join(
-            f"  {'.'.join(map(str, e['loc'])) or '(top level)'}: {e['msg']}" for e in err.errors())) from err
+        raise ConfigError("invalid config:\n" + validation_lines(err)) from err
     make_tasks(config)  # knob types and ranges are checked before any work
     return config
 

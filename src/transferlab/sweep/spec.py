@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from transferlab.config import ConfigError, apply_override, default_config_text, load_config
+from transferlab.config import ConfigError, apply_override, default_config_text, load_config, validation_lines
 from transferlab.propensities import partner
 from transferlab.sweep.overrides import label, override
 
@@ -100,8 +100,7 @@ def load_sweep(path: str | Path | None = None) -> Sweep:
     try:
         spec = SweepFile.model_validate(raw)
     except ValidationError as err:
-        raise SweepError(f"invalid sweep file {path}:\n" + "\n".join(
-            f"  {'.'.join(map(str, e['loc'])) or '(top level)'}: {e['msg']}" for e in err.errors())) from err
+        raise SweepError(f"invalid sweep file {path}:\n" + validation_lines(err)) from err
     base = (path.parent / spec.base).resolve() if spec.base else None
     base_text = read_base(base, path)
     try:
