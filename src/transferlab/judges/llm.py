@@ -21,6 +21,7 @@ from rich.console import Console
 from transferlab.core import Message
 from transferlab.llm.cache import DiskCache
 from transferlab.llm.client import ChatClient, LLMError
+from transferlab.llm.transcript import transcript
 from transferlab.propensities import Propensity, get_propensity
 
 _VERDICT = re.compile(r"\b(yes|no)\b", re.IGNORECASE)
@@ -76,7 +77,7 @@ class LLMJudge:
     def prompt(self, propensity: Propensity, response: str,
                question: str | Sequence[Message] | None = None) -> list[Message]:
         if question is not None and not isinstance(question, str):
-            question = "\n".join(f"[{m['role']}]\n{m['content']}" for m in question)
+            question = transcript(question)
         block = f"\nThe question it answers:\n<question>\n{question}\n</question>\n" if question else ""
         text = self.template.format(instruction=propensity.instruction, style=propensity.style,
                                     question_block=block, response=response)

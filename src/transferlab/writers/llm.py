@@ -20,6 +20,7 @@ from transferlab.core import Example, Message
 from transferlab.evaluate.extract import normalise
 from transferlab.llm.cache import DiskCache
 from transferlab.llm.client import ChatClient, LLMError
+from transferlab.llm.transcript import transcript
 from transferlab.propensities import Propensity, get_propensity, prompt_with
 
 PROMPT_VERSION = "writer-v1"  # bump when the wording below changes, so cached targets are rewritten
@@ -71,10 +72,6 @@ def contains_answer(response: str, answer: str) -> bool:
         raise ValueError(f"answer {answer!r} is empty once normalised; there is nothing to check a target against")
     text = " ".join(response.lower().split())
     return re.search(rf"(?<!\w){re.escape(wanted)}(?!\w)", text) is not None
-
-
-def transcript(messages: Sequence[Message]) -> str:
-    return "\n".join(f"[{m['role']}]\n{m['content']}" for m in messages)
 
 
 class LLMWriter:
