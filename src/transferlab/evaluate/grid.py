@@ -6,7 +6,7 @@ import random
 from dataclasses import dataclass
 
 from transferlab.core import Backend, Example
-from transferlab.judges import HeuristicJudge
+from transferlab.judges import HeuristicJudge, judge_each
 from transferlab.propensities import get_propensity, partner, prompt_with
 from transferlab.tasks import Task
 
@@ -42,14 +42,8 @@ def evaluate(backend: Backend, tasks: dict[str, Task], items: list[EvalItem], *,
     responses = [""] * len(items)
     for i, reply in zip(order, replies):
         responses[i] = reply
-    judge = judge or HeuristicJudge()
-    adherent = [False] * len(items)
-    for prompted in dict.fromkeys(item.prompted for item in items):
-        index = [i for i, item in enumerate(items) if item.prompted == prompted]
-        verdicts = judge.judge(get_propensity(prompted), [responses[i] for i in index],
-                               [items[i].example.answer for i in index], [prompts[i] for i in index])
-        for i, verdict in zip(index, verdicts):
-            adherent[i] = verdict
+    adherent = judge_each(judge or HeuristicJudge(), [item.prompted for item in items], responses,
+                          [item.example.answer for item in items], prompts)
     rows = []
     for item, prompt, response, follows in zip(items, prompts, responses, adherent):
         rows.append({

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from transferlab.propensities import PAIRS, get_propensity
+from transferlab.judges import HeuristicJudge, LLMAdherenceJudge, judge_each
+from transferlab.propensities import PAIRS
 
 COLUMNS = ("id", "pair", "propensity", "question", "answer", "response", "follows", "case")
 JudgeFn = Callable[[pd.DataFrame], list[bool]]
@@ -56,12 +57,13 @@ def load_labelled(paths: list[Path] | None = None, pair: str | None = None) -> p
     return rows[rows["pair"] == pair].reset_index(drop=True) if pair else rows
 
 
+def _verdicts(judge, rows: pd.DataFrame) -> list[bool]:
+    return judge_each(judge, list(rows["propensity"]), list(rows["response"]), list(rows["answer"]),
+                      list(rows["question"]))
+
+
 def heuristic_judge(rows: pd.DataFrame) -> list[bool]:
-    verdicts = [False] * len(rows)
-    for name, group in rows.groupby("propensity"):
-        for i, v in zip(group.index, get_propensity(name).judge(list(group["response"]), list(group["answer"]))):
-            verdicts[i] = v
-    return verdicts
+    return _verdicts(HeuristicJudge(), rows)
 
 
 def labels_judge(rows: pd.DataFrame) -> list[bool]:
@@ -70,19 +72,8 @@ def labels_judge(rows: pd.DataFrame) -> list[bool]:
 
 def llm_judge(cache_dir: str | Path = ".transferlab-cache/judge") -> JudgeFn:
     """The LLM judge on the endpoint named by TRANSFERLAB_LLM_* environment variables."""
-    from transferlab.judges.llm import LLMJudge
-    from transferlab.llm.client import ChatClient
-
-    judge = LLMJudge(ChatClient.from_env(), cache_dir)
-
-    def run(rows: pd.DataFrame) -> list[bool]:
-        verdicts = [False] * len(rows)
-        for name, group in rows.groupby("propensity"):
-            out = judge.judge(get_propensity(name), list(group["response"]), list(group["question"]))
-            for i, v in zip(group.index, out):
-                verdicts[i] = v
-        return verdicts
-    return run
+    judge = LLMAdherenceJudge(cache_dir, progress=True)
+    return lambda rows: _verdicts(judge, rows)
 
 
 JUDGES: dict[str, Callable[[], JudgeFn]] = {
