@@ -214,9 +214,8 @@ def episode(rng: random.Random, propensities: list, chained: bool = True, max_tu
     if kind == "tables":
         t1, t2 = random_tables(rng)
         asks = {**TABLE_QUESTIONS, **(CHAINED_QUESTIONS if chained else {})}
-        weights = [1] * len(asks)
         system = render_tables(t1, t2)
-        qas = [rng.choices(list(asks.values()), weights)[0](rng, t1, t2) for _ in range(turns)]
+        qas = [rng.choices(list(asks.values()))[0](rng, t1, t2) for _ in range(turns)]
     elif kind == "facts":
         facts = random_facts(rng)
         system = facts_text(facts)
