@@ -191,6 +191,21 @@ def test_an_interrupted_cell_is_moved_aside_and_run_again(micro_organism, tmp_pa
     assert entry["moved_aside"][0]["state"] == "running"
 
 
+def test_a_cell_killed_after_a_checkpoint_resumes_in_place(micro_organism, tmp_path):
+    sweep = load_sweep(write_sweep(tmp_path, "seed = [4]", model=micro_organism))
+    out = tmp_path / "out"
+    run_sweep(sweep, out, quiet=True)
+    folder = out / "cells" / "seed=4"
+    finished = (folder / "samples.jsonl").read_bytes(), (folder / "metrics.csv").read_bytes()
+    for name in ("gaps.csv", "metrics.csv"):  # killed while writing its tables
+        (folder / name).unlink()
+    assert plan_sweep(sweep, out) == [("seed=4", "resume", sweep.cells[0].overrides)]
+
+    result = run_sweep(sweep, out, quiet=True)
+    assert result.ran == ["seed=4"] and not (out / "interrupted").exists()
+    assert ((folder / "samples.jsonl").read_bytes(), (folder / "metrics.csv").read_bytes()) == finished
+
+
 def test_a_failing_cell_is_recorded_and_the_others_finish(micro_organism, tmp_path, capsys):
     path = write_sweep(tmp_path, f'"model.name" = [{json.dumps(str(micro_organism))}, "/nowhere/model"]', model=None)
     out = tmp_path / "out"

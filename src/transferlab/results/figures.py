@@ -5,6 +5,7 @@ Agg backend so figures render on headless training machines.
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import matplotlib
@@ -15,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from transferlab.results.metrics import across_seeds
+from transferlab.results.run_folder import atomic_write
 
 GAP_COLOUR = "tab:red"
 ACC_COLOUR = "tab:blue"
@@ -329,9 +331,10 @@ def _legend_below(axes) -> None:
 
 
 def _save(fig, path: str | Path) -> Path:
-    """Write a PNG (parents created), close the figure, return the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120, bbox_inches="tight")
+    """Write a PNG atomically (a killed run leaves the old figure or the new one, never half of
+    one), close the figure, return the path."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
     plt.close(fig)
-    return path
+    atomic_write(Path(path), buffer.getvalue())
+    return Path(path)

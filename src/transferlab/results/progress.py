@@ -14,13 +14,14 @@ from rich.progress import (
 
 
 class RunProgress:
-    def __init__(self, total_steps: int, quiet: bool = False):
+    def __init__(self, total_steps: int, quiet: bool = False, completed: int = 0):
         self.console = Console(stderr=True, quiet=quiet)
         self.bar = Progress(
             TextColumn("[bold]{task.fields[stage]:<22}"), BarColumn(), MofNCompleteColumn(),
             TextColumn("loss {task.fields[loss]}"), TimeElapsedColumn(), TextColumn("left"),
             TimeRemainingColumn(), console=self.console, transient=False)
-        self.task = self.bar.add_task("run", total=max(total_steps, 1), stage="starting", loss="-")
+        self.task = self.bar.add_task("run", total=max(total_steps, 1), completed=completed,
+                                      stage="starting", loss="-")
 
     def __enter__(self):
         self.bar.__enter__()

@@ -21,7 +21,7 @@ from pathlib import Path
 FINAL_FILES = ("metrics.csv", "gaps.csv")
 LOG_NAME = "cell.log"
 
-SKIP, FRESH, RESTART = "skip", "fresh", "restart"
+SKIP, FRESH, RESTART, RESUME = "skip", "fresh", "restart", "resume"
 
 
 def is_finished(folder: Path) -> bool:
@@ -29,12 +29,15 @@ def is_finished(folder: Path) -> bool:
 
 
 def plan_cell(folder: Path) -> str:
-    """What to do with a cell's run folder: SKIP it (finished), run it FRESH (no folder yet), or
-    RESTART it (an unfinished folder from an interrupted or failed attempt is moved aside and the
-    cell runs from scratch). Resuming a run folder from its checkpoint would be one more answer here."""
+    """What to do with a cell's run folder: SKIP it (finished), run it FRESH (no folder yet), RESUME
+    it (an interrupted run with a checkpoint goes on from there), or RESTART it (an attempt that
+    stopped before its first checkpoint is moved aside, its log kept, and the cell runs from scratch)."""
     if is_finished(folder):
         return SKIP
-    return RESTART if folder.exists() else FRESH
+    if not folder.exists():
+        return FRESH
+    checkpoints = folder / "checkpoints"
+    return RESUME if any((checkpoints / name).exists() for name in ("latest", ".latest.old")) else RESTART
 
 
 def move_aside(folder: Path, sweep_dir: Path) -> Path:

@@ -82,7 +82,8 @@ def cells_table(plan: list[tuple[str, str, list[str]]], title: str) -> Table:
     table.add_column("cell", no_wrap=True)
     table.add_column("plan")
     table.add_column("overrides", overflow="fold")
-    words = {"skip": "skip (finished)", "fresh": "run", "restart": "rerun (unfinished folder moved aside)"}
+    words = {"skip": "skip (finished)", "fresh": "run", "resume": "resume from its checkpoint",
+             "restart": "rerun (unfinished folder moved aside)"}
     for cell_id, action, overrides in plan:
         table.add_row(cell_id, words.get(action, action), " ".join(overrides))
     return table

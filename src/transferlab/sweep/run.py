@@ -1,4 +1,4 @@
-"""Drive a sweep: plan every cell (skip / fresh / restart), run the rest on an executor, keep the
+"""Drive a sweep: plan every cell (skip / fresh / resume / restart), run the rest on an executor, keep the
 manifest current, and aggregate once every cell has had its turn.
 
 A rerun of the same sweep into the same folder picks up where the last one stopped: finished cells

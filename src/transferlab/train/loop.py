@@ -6,6 +6,8 @@ then train, evaluating every `eval.every` steps, and finally write metrics and f
 
 from __future__ import annotations
 
+import base64
+import json
 import random
 import time
 from pathlib import Path
@@ -14,30 +16,33 @@ import pandas as pd
 import torch
 
 from transferlab.backends import open_backend
-from transferlab.config import ExperimentConfig, dump_config, make_tasks
+from transferlab.config import ExperimentConfig, dump_config, load_config, make_tasks
 from transferlab.evaluate.grid import build_grid, evaluate
 from transferlab.judges import make_judge
 from transferlab.propensities import get_propensity, prompt_with
+from transferlab.results.crash_points import crash_point
 from transferlab.results.figures import plot_accuracy, plot_adherence, plot_gap, plot_loss
 from transferlab.results.metrics import condition_metrics, gap_metrics
 from transferlab.results.progress import RunProgress
-from transferlab.results.run_folder import RunFolder
+from transferlab.results.run_folder import STATE_FILE, RunFolder
 from transferlab.train.render import render_datum
 from transferlab.train.schedule import lr_at
 from transferlab.writers.template import TemplateWriter
 
 
-def training_batch(config: ExperimentConfig, streams: dict, tokenizer, rng: random.Random) -> list:
-    """`batch_size` datums, arms drawn by weight; each arm's (example, target) pairs come from its
-    own stream."""
+def draw_batch(config: ExperimentConfig, streams: dict, rng: random.Random) -> list[tuple[int, object, str]]:
+    """`batch_size` (arm, example, target) triples, arms drawn by weight; each arm's (example,
+    target) pairs come from its own stream. Every random choice of the data is made here, so a
+    resumed run replays these draws to stand where the killed one stood."""
     arms = config.arms
     picks = rng.choices(range(len(arms)), [a.weight for a in arms], k=config.train.batch_size)
-    datums = []
-    for i in picks:
-        example, target = next(streams[i])
-        propensity = get_propensity(arms[i].propensity)
-        datums.append(render_datum(tokenizer, prompt_with(example, propensity), target))
-    return datums
+    return [(i, *next(streams[i])) for i in picks]
+
+
+def training_batch(config: ExperimentConfig, streams: dict, tokenizer, rng: random.Random) -> list:
+    """The next batch of datums: drawn, then rendered with each arm's propensity prompt."""
+    return [render_datum(tokenizer, prompt_with(example, get_propensity(config.arms[i].propensity)), target)
+            for i, example, target in draw_batch(config, streams, rng)]
 
 
 def example_stream(task, propensity, writer, rng: random.Random, chunk: int = 256):
@@ -58,7 +63,7 @@ def pooled_stream(pairs: list[tuple], rng: random.Random):
 def training_streams(config: ExperimentConfig, tasks: dict, folder: RunFolder, progress) -> dict:
     """One (example, target) stream per arm: template targets written as examples are drawn, or a
     pool of `writer_pool` examples per arm written once by the LLM writer (cached on disk)."""
-    streams = {}
+    streams, log = {}, []
     for i, arm in enumerate(config.arms):
         rng = random.Random(f"{arm.task}-{config.seed}-{i}")
         propensity = get_propensity(arm.propensity)
@@ -74,10 +79,10 @@ def training_streams(config: ExperimentConfig, tasks: dict, folder: RunFolder, p
         examples = tasks[arm.task].train_examples(rng, config.train.writer_pool)
         result = writer.write(examples, propensity)
         progress.console.print(f"llm writer, {arm.task} ({arm.propensity}): {result.summary()}", highlight=False)
-        folder.append_jsonl(folder.path / "writer.jsonl", [{
-            "arm": i, "task": arm.task, "propensity": arm.propensity, "written": result.written,
-            "cached": result.cached, "rejected": result.rejected, "failed": result.failed,
-            "errors": result.errors}])
+        log.append({"arm": i, "task": arm.task, "propensity": arm.propensity, "written": result.written,
+                    "cached": result.cached, "rejected": result.rejected, "failed": result.failed,
+                    "errors": result.errors})
+        folder.write_jsonl(folder.path / "writer.jsonl", log)
         pairs = [(e, t) for e, t in zip(examples, result.targets) if t is not None]
         if not pairs:
             raise RuntimeError(
@@ -100,16 +105,24 @@ def summarise(rows: list[dict]) -> dict[tuple[str, str], float]:
     return {k: c / n for k, (c, n) in totals.items()}
 
 
-def run_experiment(config: ExperimentConfig, out: str | Path, *, quiet: bool = False) -> RunFolder:
+def run_experiment(config: ExperimentConfig, out: str | Path, *, quiet: bool = False,
+                   force_new: bool = False) -> RunFolder:
+    """Run the experiment into `out`, or resume the run already there from its latest checkpoint:
+    the data draws are replayed, the weights, optimizer and RNG restored, and the results newer
+    than the checkpoint written again, so the finished folder equals an uninterrupted run's."""
     folder = RunFolder(out)
-    folder.create(dump_config(config))
+    resumed = folder.open(dump_config(config), force_new=force_new,
+                          resolve=lambda path: dump_config(load_config(path)))
+    done = resumed["step"] if resumed else 0
     random.seed(config.seed)
     torch.manual_seed(config.seed)
     tasks = make_tasks(config)
     trained = {arm.task: arm.propensity for arm in config.arms}
     chance = {name: task.chance() for name, task in tasks.items()}
-    progress = RunProgress(total_steps=config.train.steps, quiet=quiet)
+    progress = RunProgress(total_steps=config.train.steps, quiet=quiet, completed=done)
     with progress:
+        if folder.replaced:
+            progress.console.print(f"--force-new: the earlier run is now in {folder.replaced}", highlight=False)
         progress.console.print("chance accuracy: " + ", ".join(f"{k} {v:.1%}" for k, v in chance.items()),
                                highlight=False)
         eval_rng = random.Random(f"eval-{config.seed}")
@@ -119,6 +132,15 @@ def run_experiment(config: ExperimentConfig, out: str | Path, *, quiet: bool = F
         judge = make_judge(config.eval.judge, Path(config.llm.cache) / "judge", config.llm.concurrency)
         progress.stage("loading model")
         backend = open_backend(config.model)
+        if resumed:
+            progress.stage(f"resuming at step {done}")
+            progress.console.print(f"resuming {folder.path} from its checkpoint at step {done}", highlight=False,
+                                   soft_wrap=True)
+            for _ in range(done):
+                draw_batch(config, streams, train_rng)
+            restore_checkpoint(backend, folder.checkpoints / "latest")
+            if done >= config.train.steps:
+                progress.console.print("training had finished: writing the tables and figures again", highlight=False)
 
         def run_eval(step: int) -> None:
             progress.stage(f"evaluating step {step}")
@@ -127,25 +149,41 @@ def run_experiment(config: ExperimentConfig, out: str | Path, *, quiet: bool = F
             folder.append_samples(rows)
             progress.accuracies(summarise(rows))
 
-        started = time.time()
-        run_eval(0)
-        tokens = 0
-        for step in range(1, config.train.steps + 1):
+        started = time.time() - (resumed["elapsed_s"] if resumed else 0.0)
+        tokens = resumed["tokens"] if resumed else 0
+        if not resumed:
+            run_eval(0)
+        for step in range(done + 1, config.train.steps + 1):
             progress.stage("training")
             datums = training_batch(config, streams, backend.tokenizer, train_rng)
             loss = backend.forward_backward(datums)
+            crash_point("train-step")
             lr = lr_at(step - 1, config.train.steps, config.train.lr, config.train.warmup)
             backend.optim_step(lr)
             tokens += sum(len(d.input_ids) for d in datums)
+            elapsed = round(time.time() - started, 2)
             folder.append_train_log({"step": step, "loss": round(loss, 5), "lr": lr, "tokens": tokens,
-                                     "elapsed_s": round(time.time() - started, 2)})
+                                     "elapsed_s": elapsed})
             progress.step(step, loss)
             if step % config.eval.every == 0 or step == config.train.steps:
                 run_eval(step)
-                folder.save_checkpoint(backend)
+                folder.save_checkpoint(backend, {"step": step, "tokens": tokens, "elapsed_s": elapsed,
+                                                 "torch_rng": torch_rng_state()})
         progress.stage("writing metrics and figures")
         write_results(folder, config, chance)
     return folder
+
+
+def torch_rng_state() -> str:
+    """Torch's CPU generator (dropout, sampling) as text for the checkpoint's state file; Python's
+    generators need no saving, since the resumed run replays their draws."""
+    return base64.b64encode(torch.get_rng_state().numpy().tobytes()).decode()
+
+
+def restore_checkpoint(backend, path: Path) -> None:
+    backend.load_state(path)
+    state = json.loads((path / STATE_FILE).read_text())
+    torch.set_rng_state(torch.frombuffer(bytearray(base64.b64decode(state["torch_rng"])), dtype=torch.uint8))
 
 
 def write_results(folder: RunFolder, config: ExperimentConfig, chance: dict[str, float]) -> None:
@@ -154,15 +192,18 @@ def write_results(folder: RunFolder, config: ExperimentConfig, chance: dict[str,
     metrics["chance"] = metrics["task"].map(chance)
     gaps = gap_metrics(samples, n_boot=config.eval.n_boot, seed=config.seed,
                        adherence_floor=config.eval.adherence_floor)
-    folder.write_table(folder.metrics, metrics)
-    folder.write_table(folder.gaps, gaps)
     # Figures show each task's primary eval set: the first one the task defines (fresh, trained).
     primary = samples.groupby("task", sort=False)["eval_set"].first()
     plot_gap(primary_rows(gaps, primary), folder.figures / "gap.png", title=f"{config.name} (seed {config.seed})")
     plot_accuracy(primary_rows(metrics, primary), folder.figures / "accuracy.png")
     plot_adherence(primary_rows(metrics, primary), folder.figures / "adherence.png",
                    adherence_floor=config.eval.adherence_floor)
+    crash_point("figures")
     plot_loss(pd.read_csv(folder.train_log), folder.figures / "loss.png")
+    # The tables go last, gaps.csv last of all: a folder holding both is a finished run.
+    folder.write_table(folder.metrics, metrics)
+    crash_point("results")
+    folder.write_table(folder.gaps, gaps)
 
 
 def primary_rows(frame, primary):
