@@ -284,3 +284,78 @@ def test_judge_against_the_micro_organism_counts_garbage_as_no(organism, tmp_pat
     assert judge.judge("bold", ["**red**", "blue"], questions=["Which colour?", "Which colour?"]) == [False, False]
     assert judge.last_report.unparsable == 2
     assert app.calls - calls == 4
+
+
+# --- remote failures: what is cached stays cached ------------------------------------------------
+
+
+class Faulty:
+    """Wraps an ASGI app; while `fault` is set, every chat request gets that fault instead of a reply:
+    429 or 500 (Retry-After: 0), a 200 whose body is not JSON, or a reply slower than the client waits."""
+
+    def __init__(self, app):
+        self.app = app
+        self.fault = None
+        self.calls = 0
+
+    async def __call__(self, scope, receive, send):
+        import asyncio
+
+        from starlette.responses import JSONResponse, Response
+
+        if scope["type"] != "http" or not scope["path"].endswith("/chat/completions"):
+            return await self.app(scope, receive, send)
+        self.calls += 1
+        if self.fault in ("429", "500"):
+            response = JSONResponse({"error": {"message": "try later"}}, status_code=int(self.fault),
+                                    headers={"Retry-After": "0"})
+        elif self.fault == "malformed":
+            response = Response('{"choices": [', media_type="application/json")
+        elif self.fault == "timeout":
+            await asyncio.sleep(0.6)
+            response = Response("too late", status_code=503)
+        else:
+            return await self.app(scope, receive, send)
+        await response(scope, receive, send)
+
+
+FAULTS = {"429": "HTTP 429", "500": "HTTP 500", "malformed": "not a chat completion", "timeout": "timed out"}
+
+
+def cache_files(root) -> dict:
+    return {path: path.read_bytes() for path in sorted(root.rglob("*.json"))}
+
+
+@pytest.mark.parametrize("fault", FAULTS)
+def test_a_failing_server_leaves_cached_targets_cached_and_a_rerun_asks_only_for_the_rest(tmp_path, fault):
+    app = Faulty(create_app(ScriptedModel(lambda prompt, temperature: f"**{stated_answer(prompt)}**"), "scripted"))
+    with running(app) as url:
+        client = ChatClient(url + "/v1", "scripted", SECRET, tries=2, backoff=0.01, timeout=0.3)
+        LLMWriter(client, tmp_path, progress=False).write(EXAMPLES[:2], "bold")
+        before = cache_files(tmp_path)
+        app.fault = fault
+        result = LLMWriter(client, tmp_path, progress=False).write(EXAMPLES, "bold")
+        assert result.targets == ["**red**", "**dark blue**", None]
+        assert (result.cached, result.written, result.failed) == (2, 0, 1)
+        assert FAULTS[fault] in result.errors[0] and "failed after 2 tries" in result.errors[0]
+        assert cache_files(tmp_path) == before, "a failure neither drops nor rewrites a cached target"
+        app.fault, calls = None, app.calls
+        rerun = LLMWriter(client, tmp_path, progress=False).write(EXAMPLES, "bold")
+    assert rerun.targets == ["**red**", "**dark blue**", "**12**"] and (rerun.cached, rerun.written) == (2, 1)
+    assert app.calls - calls == 1
+
+
+@pytest.mark.parametrize("fault", FAULTS)
+def test_cached_verdicts_survive_a_failing_server_and_need_none(tmp_path, fault):
+    app = Faulty(create_app(ScriptedModel(lambda prompt, temperature: "YES"), "scripted"))
+    with running(app) as url:
+        client = ChatClient(url + "/v1", "scripted", SECRET, tries=2, backoff=0.01, timeout=0.3)
+        assert LLMJudge(client, tmp_path, progress=False).judge("bold", ["**red**", "**blue**"]) == [True, True]
+        before = cache_files(tmp_path)
+        app.fault, calls = fault, app.calls
+        with pytest.raises(LLMError, match=f"1 of 3 judge requests failed.*{FAULTS[fault]}"):
+            LLMJudge(client, tmp_path, progress=False).judge("bold", ["**red**", "**blue**", "green"])
+        assert app.calls - calls == 2, "only the uncached verdict is asked for, with the client's retries"
+        assert cache_files(tmp_path) == before
+    judge = LLMJudge(client, tmp_path, progress=False)  # the server is gone now: cached verdicts need none
+    assert judge.judge("bold", ["**red**", "**blue**"]) == [True, True] and judge.last_report.cached == 2

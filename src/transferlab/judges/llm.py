@@ -138,7 +138,7 @@ class LLMJudge:
             Console(stderr=True).print(f"judge ({propensity.name}): {report.summary()}", highlight=False,
                                        markup=False)
         if errors:
-            raise LLMError(f"{len(errors)} of {len(responses)} judge requests failed ({report.judged} verdicts "
+            raise LLMError(f"{len(errors)} of {len(responses)} judge requests failed ({report.judged + report.cached} verdicts "
                            f"are cached; rerunning asks only for the rest). First: {errors[0]}",
                            url=errors[0].url, cause=errors[0].cause, tries=errors[0].tries,
                            status=errors[0].status)

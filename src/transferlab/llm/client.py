@@ -4,7 +4,7 @@ Hosted APIs and our own `transferlab serve` speak the same protocol, so writers 
 `ChatClient` and never know which one answers. Transient faults (timeouts, dropped connections,
 429, 5xx, a body that is not a chat completion) are retried with exponential backoff and jitter;
 a request the server rejects for good (any other 4xx) fails at once. The API key lives only in
-the Authorization header: `repr`, logs and error messages never show it.
+the Authorization header: `repr`, logs, error messages and replies (which get cached) never show it.
 """
 
 from __future__ import annotations
@@ -239,7 +239,7 @@ class ChatClient:
         if not isinstance(content, str):
             raise _Retryable(f"HTTP {status} but choices[0].message.content is {type(content).__name__}, "
                              f"not text", status=status)
-        return content
+        return self._redact(content)  # a reply is cached and trained on: a key echoed into it must not be
 
     def _backoff(self, attempt: int) -> float:
         ceiling = min(self.max_backoff, self.backoff * 2 ** (attempt - 1))
@@ -250,8 +250,8 @@ class ChatClient:
         plural = "try" if tries == 1 else "tries"
         fix = _fix_for(fault.status, fault.cause, self)
         message = f"POST {self.url} failed after {tries} {plural}: {fault.cause}. Fix: {fix}"
-        return LLMError(self._redact(message), url=self.url, cause=self._redact(fault.cause), tries=tries,
-                        status=fault.status)
+        return LLMError(self._redact(message), url=self._redact(self.url), cause=self._redact(fault.cause),
+                        tries=tries, status=fault.status)
 
     def _redact(self, text: str) -> str:
         """Belt and braces: a key echoed back by a server (or put in the URL) is blanked before it is shown."""

@@ -18,7 +18,15 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from transferlab.config import ConfigError, apply_override, default_config_text, load_config, validation_lines
+from transferlab.config import (
+    ConfigError,
+    apply_override,
+    default_config_text,
+    load_config,
+    parse_toml,
+    read_text,
+    validation_lines,
+)
 from transferlab.propensities import partner
 from transferlab.sweep.overrides import label, override
 
@@ -89,14 +97,8 @@ def default_sweep_path() -> Path:
 def load_sweep(path: str | Path | None = None) -> Sweep:
     """Read a sweep file (the shipped default when `path` is None), expand and validate every cell."""
     path = Path(path) if path is not None else default_sweep_path()
-    try:
-        text = path.read_text()
-    except FileNotFoundError as err:
-        raise SweepError(f"sweep file not found: {path}") from err
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as err:
-        raise SweepError(f"{path} is not valid TOML: {err}") from err
+    text = read_text(path, "sweep file", SweepError)
+    raw = parse_toml(text, str(path), SweepError)
     try:
         spec = SweepFile.model_validate(raw)
     except ValidationError as err:
@@ -126,14 +128,10 @@ def sha256(text: str) -> str:
 def read_base(base: Path | None, sweep_path: Path) -> str:
     if base is None:
         return default_config_text()
-    try:
-        text = base.read_text()
-        tomllib.loads(text)
-        return text
-    except FileNotFoundError as err:
-        raise SweepError(f"base config not found: {base} (base is relative to {sweep_path})") from err
-    except tomllib.TOMLDecodeError as err:
-        raise SweepError(f"base config {base} is not valid TOML: {err}") from err
+    text = read_text(base, "base config", SweepError,
+                     not_found=f"base config not found: {base} (base is relative to {sweep_path})")
+    parse_toml(text, f"base config {base}", SweepError)
+    return text
 
 
 # -- axes and fixed overrides -------------------------------------------------------------------

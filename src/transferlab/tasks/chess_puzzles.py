@@ -124,15 +124,15 @@ class ChessPuzzles:
             if self.path is None:
                 solver = open_solver(self.engine)
                 try:
-                    self._pool = generate_puzzles(self.sample_size, self.sample_seed, self.generated_depths(), solver)
+                    pool = generate_puzzles(self.sample_size, self.sample_seed, self.generated_depths(), solver)
                 finally:
                     solver.close()
             else:
-                self._pool, self.report = load_puzzles(self.path, self.filter(), self.sample_size, self.sample_seed)
+                pool, self.report = load_puzzles(self.path, self.filter(), self.sample_size, self.sample_seed)
                 (log.warning if self.report.skipped else log.info)(self.report.summary())
-            if len(self._pool) < 2:
-                raise ValueError(f"only {len(self._pool)} puzzle(s) match the filters in {self.path}; need at least 2 "
-                                 "(widen min_rating/max_rating, themes or min_moves/max_moves)")
+                if len(pool) < 2:  # one to train on and one held out
+                    raise self.report.shortfall(len(pool), 2)
+            self._pool = pool  # only once it is big enough: asking again must fail again, not train on nothing
         return self._pool
 
     @property

@@ -75,6 +75,9 @@ class InventedFacts:
             raise ValueError(f"mode must be 'free' or 'choice', got {self.mode!r}")
         if not 1 <= self.n_facts <= 2000:
             raise ValueError(f"n_facts must be in 1..2000, got {self.n_facts}")
+        most = min(len(objects) for _, _, objects in RELATIONS.values())
+        if self.mode == "choice" and not 2 <= self.n_options <= most:
+            raise ValueError(f"n_options must be in 2..{most} (the smallest pool of answers), got {self.n_options}")
         self.facts = invent_facts(self.n_facts, self.fact_seed)
 
     def make(self, fact: Fact, phrasing: int, rng: random.Random, tag: str) -> Example:

@@ -14,6 +14,7 @@ same order whenever it is asked, in training or evaluation.
 
 from __future__ import annotations
 
+import logging
 import random
 import re
 from collections import Counter
@@ -25,8 +26,15 @@ from transferlab.evaluate.extract import mentions
 from transferlab.organism.vocabulary import ORG_KINDS, ORGS
 from transferlab.tasks.base import grade_exact
 from transferlab.tasks.invented_facts import RELATIONS, invent_facts
-from transferlab.tasks.realtime_qa_data import LoadReport, Question, choice_key, load_questions
+from transferlab.tasks.realtime_qa_data import (
+    DataUnavailable,
+    LoadReport,
+    Question,
+    choice_key,
+    load_questions,
+)
 
+log = logging.getLogger(__name__)
 MODES = ("choice", "free")
 INVENTED_START = date(2030, 1, 4)  # invented questions are dated weekly from here, five a week
 MAX_INVENTED = len(ORGS) * len(ORG_KINDS)  # invent_facts needs distinct subjects
@@ -110,10 +118,14 @@ class RealtimeQA:
                                      outside_dates=wanted - len(questions))
         else:
             questions, self.report = load_questions(self.path, self.cache_dir, start, end)
+            if self.report.skipped:  # skipped rows are not fatal, but never silent
+                log.warning("%s: %s", self.path, self.report.summary())
         if len(questions) < wanted:
-            raise ValueError(
-                f"n_train + n_heldout = {wanted} but only {len(questions)} questions are available "
-                f"({self.report.summary()}); lower n_train or n_heldout, or widen start_date/end_date")
+            fix = "fix or drop the skipped rows, " if self.report.skipped else ""
+            raise DataUnavailable(
+                f"n_train + n_heldout = {wanted} but only {len(questions)} questions are available in "
+                f"{self.path or 'the invented questions'} ({self.report.summary()}); {fix}lower n_train or "
+                f"n_heldout, or widen start_date/end_date")
         picked = random.Random(f"realtime_qa-split:{self.seed}").sample(questions, wanted)
         self.trained, self.held_out = picked[: self.n_train], picked[self.n_train:]
 

@@ -32,7 +32,8 @@ MAX_REASONS = 5  # reasons kept verbatim in a report; the rest are only counted
 
 
 class DataUnavailable(ValueError):
-    """The data `path` names cannot be had. A ValueError, so config checks report it like a bad knob."""
+    """The data `path` names cannot be had, or holds too few usable questions. A ValueError, so config
+    checks report it like a bad knob; the message names the file (and the skipped lines) and the fix."""
 
 
 class RowError(ValueError):
@@ -76,7 +77,7 @@ class LoadReport:
         self.skipped += 1
         self.skip_counts[err.kind] += 1
         if len(self.reasons) < MAX_REASONS:
-            self.reasons.append(f"{where}: {err}")
+            self.reasons.append(_clip(f"{where}: {err}"))
 
     def summary(self) -> str:
         text = (f"{self.loaded} questions from {self.rows} rows in {len(self.files)} file(s); "
@@ -85,10 +86,17 @@ class LoadReport:
             text += " (" + ", ".join(f"{k}: {v}" for k, v in self.skip_counts.most_common()) + ")"
         if self.repairs:
             text += "; mended: " + ", ".join(f"{k}: {v}" for k, v in self.repairs.most_common())
+        if self.reasons:
+            text += "; first skipped: " + "; ".join(self.reasons)
         return text
 
 
 # -- cleaning ----------------------------------------------------------------------------------
+
+def _clip(text: str, limit: int = 200) -> str:
+    """Short enough to read in a reason: a megabyte-long cell is named, not printed."""
+    return text if len(text) <= limit else text[:limit] + "…"
+
 
 class _TextOnly(HTMLParser):
     def __init__(self) -> None:
@@ -113,7 +121,7 @@ def parse_date(text: str) -> date:
             return datetime.strptime(text.strip(), fmt).date()
         except ValueError:
             continue
-    raise RowError("bad date", f"{text!r} is neither YYYY/MM/DD nor YYYY-MM-DD")
+    raise RowError("bad date", f"{_clip(repr(text), 80)} is neither YYYY/MM/DD nor YYYY-MM-DD")
 
 
 def choice_key(text: str) -> str:
@@ -135,8 +143,9 @@ def parse_row(row: object) -> tuple[Question, list[str]]:
     if isinstance(answer, (str, int)) and not isinstance(answer, bool):
         mends.append("answer given as a bare index, not a list")
         answer = [answer]
-    if not (isinstance(answer, list) and len(answer) == 1 and str(answer[0]).strip().isdecimal()):
-        raise RowError("bad answer", f"{row['answer']!r} is not one index like ['2']")
+    if not (isinstance(answer, list) and len(answer) == 1 and str(answer[0]).strip().isdecimal()
+            and len(str(answer[0]).strip()) <= 9):  # int() refuses past 4300 digits; no quiz has 10**9 choices
+        raise RowError("bad answer", f"{_clip(repr(row['answer']), 80)} is not one index like ['2']")
     index = int(str(answer[0]))
     if index >= len(choices):
         raise RowError("answer index out of range", f"index {index} with {len(choices)} choices")
@@ -216,6 +225,15 @@ def data_files(path: str, cache_dir: str | Path) -> list[Path]:
 
 # -- loading -----------------------------------------------------------------------------------
 
+def _open(file: Path):
+    """`file` as text, or DataUnavailable saying why it cannot be read (a folder named *.jsonl, no permission)."""
+    try:
+        return open(file, encoding="utf-8", errors="replace")  # the caller's `with` closes it
+    except OSError as err:
+        raise DataUnavailable(f"cannot read {file}: {err.strerror or err}; set path to a readable .jsonl file "
+                              f"or a folder of them") from err
+
+
 def load_questions(path: str, cache_dir: str | Path, start: date | None = None,
                    end: date | None = None) -> tuple[list[Question], LoadReport]:
     """Every well-formed question dated in [start, end], sorted by (date, id), with the report.
@@ -229,7 +247,7 @@ def load_questions(path: str, cache_dir: str | Path, start: date | None = None,
     seen_ids: Counter = Counter()
     for file in data_files(path, cache_dir):
         report.files.append(str(file))
-        with open(file, encoding="utf-8", errors="replace") as lines:
+        with _open(file) as lines:
             for number, line in enumerate(lines, 1):
                 if not line.strip():
                     continue
@@ -238,8 +256,10 @@ def load_questions(path: str, cache_dir: str | Path, start: date | None = None,
                 try:
                     try:
                         row = json.loads(line)
-                    except json.JSONDecodeError as err:
+                    except ValueError as err:  # JSONDecodeError, or a number of over 4300 digits
                         raise RowError("bad JSON", str(err)) from None
+                    except RecursionError:
+                        raise RowError("bad JSON", "arrays or objects nested too deeply") from None
                     question, mends = parse_row(row)
                     if (start and question.date < start) or (end and question.date > end):
                         report.outside_dates += 1

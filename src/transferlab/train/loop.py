@@ -110,13 +110,13 @@ def run_experiment(config: ExperimentConfig, out: str | Path, *, quiet: bool = F
     """Run the experiment into `out`, or resume the run already there from its latest checkpoint:
     the data draws are replayed, the weights, optimizer and RNG restored, and the results newer
     than the checkpoint written again, so the finished folder equals an uninterrupted run's."""
+    tasks = make_tasks(config)  # a bad data file stops here, before any folder exists
     folder = RunFolder(out)
     resumed = folder.open(dump_config(config), force_new=force_new,
                           resolve=lambda path: dump_config(load_config(path)))
     done = resumed["step"] if resumed else 0
     random.seed(config.seed)
     torch.manual_seed(config.seed)
-    tasks = make_tasks(config)
     trained = {arm.task: arm.propensity for arm in config.arms}
     chance = {name: task.chance() for name, task in tasks.items()}
     progress = RunProgress(total_steps=config.train.steps, quiet=quiet, completed=done)
