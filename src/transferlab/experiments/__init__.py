@@ -1,0 +1,100 @@
+"""Experiment kinds beyond the seed experiment, chosen by a config's `kind` key.
+
+    goal_guarding   does training where two behaviours agree keep the one the model has?
+    inoculation     does naming a trait in the training prompt keep it away at deployment?
+    persona         a pre-stage tying propensities to personas, then the seed experiment
+
+`load_experiment` validates a TOML file against its kind's model (unknown keys and values are
+named, with what is allowed); `run_kind` runs it into a folder with tables, figures and a report.
+A TOML without `kind` is the seed experiment (`transferlab.config.load_config`).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from transferlab.config import (
+    ConfigError,
+    apply_override,
+    read_toml,
+    resolve_config_path,
+    shipped_configs,
+    validation_lines,
+)
+from transferlab.experiments.goal_guarding import GoalGuardingConfig, run_goal_guarding
+from transferlab.experiments.inoculation import InoculationConfig, run_inoculation
+from transferlab.experiments.persona import PersonaConfig, run_persona
+from transferlab.results.run_folder import RunFolder
+
+EXPERIMENT_KINDS = {"goal_guarding": GoalGuardingConfig, "inoculation": InoculationConfig, "persona": PersonaConfig}
+RUNNERS = {"goal_guarding": run_goal_guarding, "inoculation": run_inoculation, "persona": run_persona}
+
+
+def _read(path: str | Path) -> dict:
+    return read_toml(resolve_config_path(path), "config", ConfigError, not_found=(
+        f"config file not found: {path}; shipped configs: {', '.join(shipped_configs())}"))
+
+
+def config_kind(path: str | Path | None) -> str | None:
+    """The `kind` a config file names, or None for the seed experiment (no kind, or no file)."""
+    if path is None:
+        return None
+    kind = _read(path).get("kind")
+    return None if kind is None else str(kind)
+
+
+def load_experiment(path: str | Path, overrides: list[str] = (), seed: int | None = None):
+    """Read the TOML, apply `--set` overrides and the seed, validate with its kind's model."""
+    data = _read(path)
+    for assignment in overrides:
+        apply_override(data, assignment)
+    if seed is not None:
+        data["seed"] = seed
+    if bad := _non_finite(data):
+        raise ConfigError("invalid config:\n" + "\n".join(f"  {key}: {value} is not a finite number; no setting "
+                                                          f"takes inf or nan" for key, value in bad))
+    kind = data.get("kind")
+    if kind not in EXPERIMENT_KINDS:
+        raise ConfigError(f"invalid config:\n  kind: unknown experiment kind {kind!r}; allowed: "
+                          f"{', '.join(EXPERIMENT_KINDS)} (or no kind, for the seed experiment)")
+    try:
+        config = EXPERIMENT_KINDS[kind].model_validate(data)
+    except ValidationError as err:
+        raise ConfigError("invalid config:\n" + validation_lines(err)) from err
+    if hasattr(config, "make_task"):
+        config.make_task()  # knob types and ranges are checked before any work
+    return config
+
+
+def _non_finite(value, path: str = "") -> list[tuple[str, float]]:
+    """inf or nan anywhere (TOML spells them; a learning rate of inf would only fail deep in training)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return [(path, value)]
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    return [found for key, inner in items for found in _non_finite(inner, f"{path}.{key}" if path else str(key))]
+
+
+def default_out(config) -> Path:
+    return Path(f"runs/{config.name}-seed{config.seed}")
+
+
+def run_kind(config, out: str | Path | None = None, quiet: bool = False) -> RunFolder:
+    """Run a validated config of any kind into `out` (default runs/<name>-seed<seed>)."""
+    return RUNNERS[config.kind](config, out or default_out(config), quiet=quiet)
+
+
+def write_kind_results(directory: str | Path) -> Path:
+    """Redraw a finished folder's tables, figures and report from its samples (`transferlab figures`)."""
+    from transferlab.experiments.guard_results import write_results as guard
+    from transferlab.experiments.inoculation_results import write_results as inoculation
+    from transferlab.experiments.persona_results import write_results as persona
+
+    config = load_experiment(Path(directory) / "config.toml")
+    {"goal_guarding": guard, "inoculation": inoculation, "persona": persona}[config.kind](RunFolder(directory), config)
+    return Path(directory) / "report.html"
+
+
+__all__ = ["EXPERIMENT_KINDS", "config_kind", "default_out", "load_experiment", "run_kind", "write_kind_results"]
