@@ -17,23 +17,45 @@ def error(err: Exception) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from transferlab.backends import ModelNotFound
+    from transferlab.backends import ModelNotFound, distributed
     from transferlab.config import ConfigError, load_config
+    from transferlab.experiments import config_kind
+    from transferlab.experiments.cli import cmd_run_kind
     from transferlab.llm.client import LLMConfigError, LLMError
+    from transferlab.results.run_folder import ConfigMismatch
+    from transferlab.tasks.chess.lichess import PuzzleFileError
     from transferlab.train.loop import run_experiment
 
     try:
-        config = load_config(args.config, overrides=args.set, seed=args.seed)
+        if config_kind(args.config):  # goal_guarding, inoculation, persona (docs/goal-guarding-and-inoculation.md)
+            return cmd_run_kind(args)
     except ConfigError as err:
         error(err)
         return 2
+    rank, size, _ = distributed.world()  # launched as one of several ranks: --processes, accelerate, torchrun
+    processes = [f"model.processes={size if size > 1 else args.processes}"] if size > 1 or args.processes else []
+    try:
+        config = load_config(args.config, overrides=[*args.set, *processes], seed=args.seed)
+    except ConfigError as err:
+        error(err)
+        return 2
+    if size == 1 and config.model.processes > 1:  # start the ranks; this process only waits for them
+        return distributed.launch(["-m", "transferlab.cli", *sys.argv[1:]], config.model.processes)
+    if rank > 0:  # the other ranks serve rank 0's backend calls; rank 0 runs the experiment
+        try:
+            return distributed.serve_config(config)
+        except (ModelNotFound, OSError, RuntimeError) as err:
+            error(RuntimeError(f"rank {rank}: {err}"))
+            return 2
     out = Path(args.out or f"runs/{config.name}-{config.pair_name()}-seed{config.seed}")
     console.print(f"run [bold]{config.name}[/bold] seed {config.seed} -> {out}")
     try:
-        folder = run_experiment(config, out, quiet=args.quiet)
-    except (ModelNotFound, OSError, LLMConfigError, LLMError, RuntimeError) as err:
+        folder = run_experiment(config, out, quiet=args.quiet, force_new=args.force_new)
+    except (ModelNotFound, ConfigMismatch, PuzzleFileError, OSError, LLMConfigError, LLMError, RuntimeError) as err:
         error(err)
         return 2
+    finally:
+        distributed.stop_workers()
     console.print(f"done: {folder.path}/metrics.csv, {folder.path}/figures/gap.png")
     return 0
 
@@ -91,8 +113,13 @@ def cmd_judge_calibrate(args: argparse.Namespace) -> int:
 
 def cmd_figures(args: argparse.Namespace) -> int:
     from transferlab.config import ConfigError
+    from transferlab.experiments import write_kind_results
+    from transferlab.experiments.cli import is_kind_folder
     from transferlab.results.aggregate import aggregate
 
+    if is_kind_folder(args.dir):
+        console.print(f"wrote {write_kind_results(args.dir)}", highlight=False, soft_wrap=True)
+        return 0
     try:
         written = aggregate(args.dir, adherence_floor=args.adherence_floor)
     except (FileNotFoundError, ConfigError, ValueError) as err:
@@ -134,10 +161,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from transferlab.experiments.cli import is_kind_folder
+    from transferlab.experiments.report import write_kind_report
     from transferlab.report import write_report
 
     try:
-        path = write_report(args.dir, out=args.out)
+        path = (write_kind_report if is_kind_folder(args.dir) else write_report)(args.dir, out=args.out)
     except (FileNotFoundError, NotADirectoryError) as err:
         error(err)
         return 2
@@ -152,11 +181,18 @@ def parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run an experiment (the shipped default config when none is given)")
     run.add_argument("config", nargs="?", help="TOML config file, or a shipped config name "
                      "(chess_vs_table_lookup, facts_vs_table_lookup, their _offline twins); omit for the default")
-    run.add_argument("--out", help="run folder (default runs/<name>-seed<seed>)")
+    run.add_argument("--out", help="run folder (default runs/<name>-<pair>-seed<seed>); a run of the same "
+                     "config already there resumes from its latest checkpoint")
     run.add_argument("--seed", type=int, help="override the config's seed")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="override a config key, e.g. --set train.steps=100 (repeatable)")
     run.add_argument("--quiet", action="store_true", help="no progress display")
+    run.add_argument("--processes", type=int, metavar="N", help="data-parallel training in N processes "
+                     "(gloo on CPUs, NCCL with one GPU each): the same global batch and loss curve as one; "
+                     "sets model.processes")
+    run.add_argument("--force-new", action="store_true",
+                     help="start over in a folder that holds a run of another config (it is moved aside); "
+                          "without it, a folder holding the same config resumes from its checkpoint")
     run.set_defaults(func=cmd_run)
 
     organism = sub.add_parser("organism", help="the base model organism")
@@ -220,6 +256,9 @@ def parser() -> argparse.ArgumentParser:
     report.add_argument("dir", type=Path, help="a run folder, or a sweep folder holding run folders")
     report.add_argument("--out", type=Path, help="the page to write (default DIR/report.html)")
     report.set_defaults(func=cmd_report)
+    from transferlab.experiments.cli import add_linear_transfer_parser
+
+    add_linear_transfer_parser(sub)
     return top
 
 

@@ -7,6 +7,8 @@ work, with a message that names the key and what it may be.
 from __future__ import annotations
 
 import dataclasses
+import json
+import math
 import tomllib
 from importlib import resources
 from pathlib import Path
@@ -35,18 +37,60 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+BACKENDS = ("hf", "tinker")
+PARALLEL = ("ddp", "fsdp")
+
+
 class ModelConfig(Strict):
     name: str = Field("organism", description="'organism' (shipped), a local folder, or a hub name")
     backend: str = "hf"
-    bf16: bool = True
+    bf16: bool | Literal["auto"] = Field(
+        "auto", description="bf16 autocast: 'auto' uses it where it is fast (GPUs with bf16, CPUs with "
+        "native bf16); on an AVX2-only CPU it is emulated and ~10x slower than fp32")
     threads: int = Field(2, ge=1, le=512)
+    full_finetune: bool = Field(True, description="train every weight; false: LoRA adapters only "
+                                "(the tinker backend trains LoRA only)")
+    lora_rank: int = Field(32, ge=1, le=4096)
+    lora_alpha: float = Field(32.0, gt=0, description="hf only: the hosted service fixes its own scaling")
+    lora_dropout: float = Field(0.0, ge=0, lt=1, description="hf only")
+    lora_targets: list[str] = Field(["all-linear"], min_length=1, description="hf: PEFT module names "
+                                    "(q_proj, v_proj, ...) or 'all-linear'; tinker: 'all-linear' or the "
+                                    "groups 'attn', 'mlp', 'unembed'")
+    grad_accumulation: int = Field(1, ge=1, le=4096, description="micro-batches per optimizer step: the "
+                                   "same global batch and loss in less activation memory")
+    gradient_checkpointing: bool = Field(False, description="recompute activations in backward (hf)")
+    processes: int = Field(1, ge=1, le=4096, description="data-parallel processes (`transferlab run "
+                           "--processes N` launches them); the global batch stays train.batch_size")
+    parallel: str = Field("ddp", description="'ddp' (every process holds the model) or 'fsdp' "
+                          "(weights, gradients and optimizer sharded across processes)")
+    check_memory: bool = Field(True, description="refuse before loading when the arithmetic says the "
+                               "run cannot fit the device (see docs/real-models.md)")
 
     @field_validator("backend")
     @classmethod
     def _known_backend(cls, v: str) -> str:
-        if v not in ("hf",):
-            raise ValueError(f"unknown backend {v!r}; allowed: 'hf'")
+        if v not in BACKENDS:
+            raise ValueError(f"unknown backend {v!r}; allowed: {', '.join(map(repr, BACKENDS))}")
         return v
+
+    @field_validator("parallel")
+    @classmethod
+    def _known_parallel(cls, v: str) -> str:
+        if v not in PARALLEL:
+            raise ValueError(f"unknown parallel strategy {v!r}; allowed: {', '.join(map(repr, PARALLEL))}")
+        return v
+
+    @model_validator(mode="after")
+    def _backend_supports(self) -> ModelConfig:
+        if self.backend == "tinker":
+            if self.full_finetune:
+                raise ValueError("the tinker backend trains LoRA adapters only; set model.full_finetune = false")
+            if self.name == "organism":
+                raise ValueError("the tinker backend trains the models its service hosts; set model.name to "
+                                 "one of them (e.g. 'meta-llama/Llama-3.1-8B'), or use backend = 'hf'")
+            if self.processes > 1:
+                raise ValueError("the tinker backend is parallelised by its service; set model.processes = 1")
+        return self
 
 
 class ArmConfig(Strict):
@@ -99,7 +143,8 @@ class LLMConfig(Strict):
 
 
 class ExperimentConfig(Strict):
-    name: str = "experiment"
+    name: str = Field("experiment", pattern=r"^[^\x00-\x1f/\\]+$",
+                      description="names the run folder: no slashes or control characters")
     seed: int = 0
     pair: str | None = Field(None, description="run the arms under this propensity pair instead: each "
                              "arm keeps its side (first or second) of its own pair")
@@ -166,8 +211,7 @@ def make_tasks(config: ExperimentConfig) -> dict:
     tasks = {}
     for name in config.task_names():
         try:
-            knobs = TypeAdapter(TASKS[name]).validate_python(config.tasks[name]).__dict__
-            tasks[name] = TASKS[name](**{k: knobs[k] for k in config.tasks[name]})
+            tasks[name] = TypeAdapter(TASKS[name]).validate_python(config.tasks[name])
         except (ValidationError, ValueError) as err:
             raise ConfigError(f"config error in [tasks.{name}]: {_first_line(err)}") from err
     return tasks
@@ -175,12 +219,26 @@ def make_tasks(config: ExperimentConfig) -> dict:
 
 def validation_lines(err: ValidationError) -> str:
     """One indented `key.path: problem` line per error, as config and sweep messages show them."""
-    return "\n".join(f"  {'.'.join(map(str, e['loc'])) or '(top level)'}: {e['msg']}" for e in err.errors())
+    return "\n".join(f"  {key_path(e['loc'])}: {e['msg']}" for e in err.errors())
+
+
+def key_path(loc: tuple | list) -> str:
+    """`train.steps`, `arms.0.task`. A key TOML had to quote (`"" = 1`, `"a b" = 1`, a newline in it)
+    is shown quoted, as TOML writes it, so it can neither vanish nor break the message's lines."""
+    return ".".join(_key_part(str(part)) for part in loc) or "(top level)"
+
+
+def _key_part(part: str) -> str:
+    plain = part and part.isprintable() and not any(c in part for c in " .\"'=")
+    return part if plain else json.dumps(part)
 
 
 def _first_line(err: Exception) -> str:
+    """A task's knob errors on one line. A check in the task's __post_init__ has no key path; its
+    message is shown as the task wrote it, without pydantic's "Value error, " in front."""
     if isinstance(err, ValidationError):
-        return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
+        return "; ".join(f"{key_path(e['loc'])}: {e['msg']}" if e["loc"] else e["msg"].removeprefix("Value error, ")
+                         for e in err.errors())
     return str(err)
 
 
@@ -216,6 +274,8 @@ def apply_override(data: dict, assignment: str) -> None:
     key, value = assignment.split("=", 1)
     node = data
     parts = key.strip().split(".")
+    if not all(part.strip() for part in parts):
+        raise ConfigError(f"--set {assignment!r}: the key has an empty part; write key=value (e.g. train.steps=100)")
     for part in parts[:-1]:
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
@@ -223,20 +283,62 @@ def apply_override(data: dict, assignment: str) -> None:
     node[parts[-1]] = parse_value(value.strip())
 
 
+def non_finite(data: dict) -> list[tuple[str, float]]:
+    """(key path, value) of every inf or nan in the raw config. TOML can spell them and pydantic accepts
+    them where a bound is only one-sided (`lr = inf`, `weight = inf`), but every run would then fail
+    deep inside training, so they stop here. Walked without recursion: overrides can nest deeply."""
+    found, stack = [], [((), data)]
+    while stack:
+        loc, value = stack.pop()
+        if isinstance(value, float) and not math.isfinite(value):
+            found.append((key_path(loc), value))
+        elif isinstance(value, dict):
+            stack.extend(((*loc, k), v) for k, v in value.items())
+        elif isinstance(value, list):
+            stack.extend(((*loc, i), v) for i, v in enumerate(value))
+    return sorted(found)
+
+
+def read_toml(path: Path, what: str, error: type[ValueError], not_found: str | None = None) -> dict:
+    """A TOML file as a dict, or `error` naming the file, what is wrong and the fix: a missing file,
+    a folder, bytes that are not UTF-8, bad TOML, nesting too deep to parse (never a traceback)."""
+    return parse_toml(read_text(path, what, error, not_found), str(path), error)
+
+
+def read_text(path: Path, what: str, error: type[ValueError], not_found: str | None = None) -> str:
+    try:
+        return Path(path).read_text()
+    except FileNotFoundError as err:
+        raise error(not_found or f"{what} not found: {path}") from err
+    except OSError as err:  # a folder, no permission, ...
+        raise error(f"cannot read the {what} {path}: {err.strerror or err}; give a TOML file") from err
+    except UnicodeDecodeError as err:
+        raise error(f"{path} is not a text file (byte {err.start} is not UTF-8); a {what} is TOML text") from err
+
+
+def parse_toml(text: str, name: str, error: type[ValueError]) -> dict:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise error(f"{name} is not valid TOML: {err}") from err
+    except RecursionError as err:
+        raise error(f"{name} is not a usable TOML file: arrays or tables are nested too deeply") from err
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] = (), seed: int | None = None) -> ExperimentConfig:
     """Read TOML (the shipped default when `path` is None), apply overrides, validate."""
-    try:
-        text = default_config_text() if path is None else resolve_config_path(path).read_text()
-    except FileNotFoundError as err:
-        raise ConfigError(f"config file not found: {path}; shipped configs: {', '.join(shipped_configs())}") from err
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"{path or 'default config'} is not valid TOML: {err}") from err
+    if path is None:
+        data = parse_toml(default_config_text(), "default config", ConfigError)
+    else:
+        data = read_toml(resolve_config_path(path), "config", ConfigError, not_found=(
+            f"config file not found: {path}; shipped configs: {', '.join(shipped_configs())}"))
     for assignment in overrides:
         apply_override(data, assignment)
     if seed is not None:
         data["seed"] = seed
+    if bad := non_finite(data):
+        raise ConfigError("invalid config:\n" + "\n".join(f"  {key}: {value} is not a finite number; no setting "
+                                                          f"takes inf or nan" for key, value in bad))
     try:
         config = ExperimentConfig.model_validate(data)
     except ValidationError as err:

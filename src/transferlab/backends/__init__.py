@@ -21,12 +21,44 @@ def resolve_model(name: str) -> str:
     return str(shipped_organism()) if name == "organism" else name
 
 
-def open_backend(model_config) -> HFBackend:
+def open_backend(model_config, batch_size: int | None = None):
+    """The backend `model_config` names, ready to train. For `hf`: the memory arithmetic first (refusing
+    a run that cannot fit a batch of `batch_size` before any weight is read), then the weights in
+    their training dtype, LoRA and gradient checkpointing as configured, and, across processes or
+    micro-batches, the data-parallel wrapper. Ranks other than 0 hand the result to `serve`."""
     import torch
 
     torch.set_num_threads(model_config.threads)
-    model, tokenizer = load_pretrained(resolve_model(model_config.name))
-    return HFBackend(model, tokenizer, bf16=model_config.bf16)
+    if model_config.backend == "tinker":
+        from transferlab.backends.tinker import TinkerBackend
+
+        return TinkerBackend.from_config(model_config)
+    from transferlab.backends import distributed, lora, memory
+
+    _, size, _ = distributed.world()
+    if model_config.processes != size:
+        raise RuntimeError(
+            f"model.processes = {model_config.processes} but this is {size} process(es): start them with "
+            f"`transferlab run --processes {model_config.processes}` or `accelerate launch --num_processes "
+            f"{model_config.processes} -m transferlab.cli run ...`")
+    distributed.init()
+    name = resolve_model(model_config.name)
+    if model_config.check_memory:
+        try:
+            shape = memory.model_shape(name)
+        except (OSError, ValueError):
+            shape = None  # no config.json to read: load_pretrained says why
+        if shape is not None:
+            memory.check_fits(model_config, batch_size or 1, shape=shape)
+    model, tokenizer = load_pretrained(name)
+    model = model.to(lora.load_dtype(model_config, torch.cuda.is_available()))
+    model = lora.prepare_model(model, model_config)
+    model = distributed.replicate_or_shard(model, model_config.parallel)  # before the optimizer is made
+    backend = HFBackend(model, tokenizer, bf16=model_config.bf16)
+    if size > 1 or model_config.grad_accumulation > 1:
+        return distributed.DataParallelBackend(backend, grad_accumulation=model_config.grad_accumulation,
+                                               parallel=model_config.parallel)
+    return backend
 
 
 __all__ = ["HFBackend", "ModelNotFound", "load_pretrained", "open_backend", "resolve_model", "shipped_organism"]

@@ -225,6 +225,12 @@ def describe_differences(old: dict, new: dict, prefix: str = "") -> str:
 
 
 def checkpoint_bytes(backend) -> int:
-    """Weights plus AdamW's two moments (fp32) plus 10% for the tokenizer and metadata."""
-    parameters = sum(p.numel() * p.element_size() for p in backend.model.parameters())
-    return int(parameters * 3 * 1.1)
+    """What the backend's save_state writes: its own count where it has one (a hosted backend
+    writes a pointer), else the trainable weights (the LoRA adapters alone under LoRA) and AdamW's
+    two moments."""
+    own = getattr(backend, "checkpoint_bytes", None)
+    if own is not None:
+        return own()
+    from transferlab.backends.lora import checkpoint_bytes as model_bytes
+
+    return model_bytes(backend.model)

@@ -131,7 +131,7 @@ def run_experiment(config: ExperimentConfig, out: str | Path, *, quiet: bool = F
         streams = training_streams(config, tasks, folder, progress)
         judge = make_judge(config.eval.judge, Path(config.llm.cache) / "judge", config.llm.concurrency)
         progress.stage("loading model")
-        backend = open_backend(config.model)
+        backend = open_backend(config.model, config.train.batch_size)
         if resumed:
             progress.stage(f"resuming at step {done}")
             progress.console.print(f"resuming {folder.path} from its checkpoint at step {done}", highlight=False,

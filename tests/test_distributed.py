@@ -1,0 +1,185 @@
+"""Data parallelism and gradient accumulation change where the arithmetic runs, never its result: the
+same global batch gives the same loss curve in one process, in micro-batches, and across two gloo
+processes (launched the way `transferlab run --processes 2` launches them)."""
+
+import json
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from transferlab.backends import open_backend
+from transferlab.backends.distributed import launch, split, weighted_tokens
+from transferlab.config import ModelConfig
+from transferlab.organism.curriculum import curriculum
+from transferlab.propensities import get_propensity, prompt_with
+from transferlab.train.render import render_datum
+
+STEPS = 3
+
+
+def batch(tokenizer, n=9, seed=3):
+    """A batch whose examples carry different numbers of loss tokens (bold and plain targets)."""
+    rng = random.Random(seed)
+    out = []
+    for ex in curriculum(rng, n):
+        p = get_propensity(rng.choice(["bold", "plain"]))
+        out.append(render_datum(tokenizer, prompt_with(ex, p), p.render(ex, rng)))
+    return out
+
+
+def model_config(micro, **kw):
+    return ModelConfig(name=str(micro), bf16=False, threads=1, check_memory=False, **kw)
+
+
+def curve(backend, datums, steps=STEPS) -> list[float]:
+    losses = []
+    for _ in range(steps):
+        losses.append(backend.forward_backward(datums))
+        backend.optim_step(3e-3)
+    return losses
+
+
+def test_split_keeps_order_and_covers_everything():
+    assert split(list(range(7)), 3) == [[0, 1, 2], [3, 4], [5, 6]]
+    assert split([1], 2) == [[1], []]
+
+
+def test_grad_accumulation_gives_the_one_batch_loss_curve(micro_organism):
+    torch.manual_seed(0)
+    whole = open_backend(model_config(micro_organism))
+    datums = batch(whole.tokenizer)
+    expected = curve(whole, datums)
+    torch.manual_seed(0)
+    accumulated = open_backend(model_config(micro_organism, grad_accumulation=4))
+    assert curve(accumulated, datums) == pytest.approx(expected, rel=1e-5)
+    for a, b in zip(whole.model.parameters(), accumulated.model.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_micro_batches_weigh_by_loss_tokens_not_by_count(micro_organism):
+    """The naive average of micro-batch means differs measurably: the test above can fail."""
+    backend = open_backend(model_config(micro_organism))
+    datums = batch(backend.tokenizer)
+    parts = split(datums, 4)
+    assert len({sum(map(weighted_tokens, p)) for p in parts}) > 1
+    means = [backend.forward_backward(p) for p in parts]
+    whole = backend.forward_backward(datums)
+    assert abs(sum(means) / len(means) - whole) > 1e-3 * whole
+
+
+def test_lora_and_grad_accumulation_compose(micro_organism):
+    torch.manual_seed(0)
+    whole = open_backend(model_config(micro_organism, full_finetune=False, lora_rank=4))
+    datums = batch(whole.tokenizer)
+    expected = curve(whole, datums)
+    torch.manual_seed(0)
+    accumulated = open_backend(model_config(micro_organism, full_finetune=False, lora_rank=4, grad_accumulation=3))
+    assert curve(accumulated, datums) == pytest.approx(expected, rel=1e-5)
+
+
+RANK_SCRIPT = """
+import json, random, sys, torch
+sys.path.insert(0, {tests!r})
+from test_distributed import MODES, batch, curve, model_config, prompts
+from transferlab.backends import open_backend
+from transferlab.backends.distributed import serve, world
+
+results = {{}}
+for mode, settings in MODES.items():  # both modes in one launch: starting Python twice costs more
+    torch.manual_seed(0)
+    backend = open_backend(model_config({micro!r}, processes=2, **settings))
+    rank, size, _ = world()
+    if rank != 0:
+        serve(backend)
+        continue
+    datums = batch(backend.tokenizer)
+    losses = curve(backend, datums)
+    replies = backend.sample(prompts(), max_tokens=8)
+    backend.save_state({out!r} + "/" + mode)
+    saved = curve(backend, datums, steps=1)  # then move on, and come back
+    backend.load_state({out!r} + "/" + mode)
+    reloaded = curve(backend, datums, steps=1)
+    backend.stop()
+    sharded = any(type(p).__name__ == "DTensor" for p in backend.model.parameters())
+    results[mode] = {{"losses": losses, "replies": replies, "size": size, "saved": saved, "reloaded": reloaded,
+                     "sharded": sharded}}
+if world()[0] == 0:
+    json.dump(results, open({out!r} + "/result.json", "w"))
+"""
+# DDP with full fine-tuning (DDP with LoRA: the CLI test below); FSDP sharding all weights, and a LoRA model
+MODES = {"ddp": {}, "fsdp": {"parallel": "fsdp"},
+         "fsdp_lora": {"parallel": "fsdp", "full_finetune": False, "lora_rank": 4}}
+
+
+def prompts():
+    return [prompt_with(e, get_propensity("bold")) for e in curriculum(random.Random(5), 5)]
+
+
+def test_two_gloo_processes_reach_the_one_process_loss_curve(micro_organism, tmp_path):
+    """DDP and FSDP: the same per-step loss as one process on the same global batch (within float
+    noise), the same greedy answers, and a checkpoint that reopens where it was taken."""
+    script = RANK_SCRIPT.format(tests=str(Path(__file__).parent), micro=str(micro_organism), out=str(tmp_path))
+    assert launch(["-c", script], 2, env={"OMP_NUM_THREADS": "1"}) == 0
+    result = json.loads((tmp_path / "result.json").read_text())
+    for mode, settings in MODES.items():
+        torch.manual_seed(0)
+        single = open_backend(model_config(micro_organism, **settings))
+        expected = curve(single, batch(single.tokenizer))
+        assert result[mode]["size"] == 2
+        assert result[mode]["sharded"] == mode.startswith("fsdp")
+        assert result[mode]["losses"] == pytest.approx(expected, rel=1e-5), mode
+        assert expected[-1] < expected[0]  # it trained
+        assert result[mode]["replies"] == single.sample(prompts(), max_tokens=8)
+        assert result[mode]["reloaded"] == pytest.approx(result[mode]["saved"], rel=1e-6)
+        weights = "adapter_model.safetensors" if "lora" in mode else "model.safetensors"
+        assert (tmp_path / mode / weights).exists()  # from_pretrained reopens it, under FSDP too
+        assert (tmp_path / mode / "fsdp_shards").exists() == mode.startswith("fsdp")
+
+
+TINY = ["train.steps=3", "train.batch_size=6", "eval.every=3", "eval.n=4", "eval.n_boot=20",
+        "model.threads=1", "model.bf16=false"]
+
+
+def test_transferlab_run_with_two_processes_logs_the_one_process_losses(micro_organism, tmp_path):
+    """The shipped LoRA config through `transferlab run --processes 2`: rank 0 runs the loop and writes
+    the folder, rank 1 serves; the training log equals a one-process run's, the checkpoint is the
+    adapter alone."""
+    from transferlab.config import load_config
+    from transferlab.train.loop import run_experiment
+
+    overrides = [f"model.name={micro_organism}", *TINY]
+    result = subprocess.run([sys.executable, "-m", "transferlab.cli", "run", "default_lora", "--quiet",
+                             "--processes", "2", "--out", str(tmp_path / "two"),
+                             *[a for o in overrides for a in ("--set", o)]],
+                            capture_output=True, text=True, timeout=300, check=False,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr
+    assert "processes = 2" in (tmp_path / "two" / "config.toml").read_text()
+    run_experiment(load_config("default_lora", overrides=overrides), tmp_path / "one", quiet=True)
+    two = pd.read_csv(tmp_path / "two" / "train_log.csv")
+    one = pd.read_csv(tmp_path / "one" / "train_log.csv")
+    assert list(two["loss"]) == pytest.approx(list(one["loss"]), rel=1e-5)
+    assert list(two["tokens"]) == list(one["tokens"])
+    latest = tmp_path / "two" / "checkpoints" / "latest"
+    assert (latest / "adapter_model.safetensors").exists() and not (latest / "model.safetensors").exists()
+    assert set(pd.read_csv(tmp_path / "two" / "metrics.csv")["step"]) == {0, 3}
+
+
+def test_a_failing_rank_ends_the_launch_with_its_exit_code(tmp_path):
+    code = launch(["-c", "import os, sys, time\nif os.environ['RANK'] == '1': sys.exit(3)\ntime.sleep(60)"], 2)
+    assert code == 3
+
+
+def test_processes_without_a_launcher_is_refused(micro_organism):
+    with pytest.raises(RuntimeError, match="--processes 2"):
+        open_backend(model_config(micro_organism, processes=2))
+
+
+if __name__ == "__main__":
+    sys.exit(pytest.main([__file__, "-q"]))

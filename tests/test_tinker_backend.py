@@ -1,0 +1,246 @@
+"""The tinker backend without the network: our datums as the SDK's own types, the loss the service
+computes from them (its documented `cross_entropy`, run here on the micro organism) equal to the hf
+backend's, chat rendering for sampling, and resuming from the service's saved state. A fake service
+stands in for the live one, recording every call."""
+
+import json
+import random
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+tinker = pytest.importorskip("tinker")
+from tinker import types
+
+from transferlab.backends import HFBackend, load_pretrained
+from transferlab.backends.tinker import (
+    STATE_FILE,
+    TinkerBackend,
+    lora_groups,
+    to_tinker_batch,
+    to_tinker_datum,
+)
+from transferlab.config import ConfigError, ModelConfig, load_config
+from transferlab.organism.curriculum import curriculum
+from transferlab.propensities import get_propensity, prompt_with
+from transferlab.train.render import render_datum, render_prompt
+
+
+def datums(tokenizer, n=5, seed=2):
+    rng = random.Random(seed)
+    out = []
+    for ex in curriculum(rng, n):
+        p = get_propensity(rng.choice(["bold", "plain"]))
+        out.append(render_datum(tokenizer, prompt_with(ex, p), p.render(ex, rng)))
+    return out
+
+
+class Done:
+    """An already-resolved SDK future."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def result(self):
+        return self.value
+
+
+class FakeTraining:
+    """The service's training client, computing `cross_entropy` as the SDK documents it
+    (loss = sum of -logprob * weight over every datum and token) on a local model."""
+
+    def __init__(self, model, tokenizer, log):
+        self.model, self.tokenizer, self.log = model, tokenizer, log
+
+    def forward_backward(self, data, loss_fn):
+        assert loss_fn == "cross_entropy"
+        self.log.append(("forward_backward", len(data)))
+        total, outputs = 0.0, []
+        for d in data:
+            assert isinstance(d, types.Datum)
+            ids = torch.tensor([d.model_input.to_ints()])
+            targets = d.loss_fn_inputs["target_tokens"].to_torch()
+            weights = d.loss_fn_inputs["weights"].to_torch()
+            logp = torch.log_softmax(self.model(input_ids=ids).logits[0].float(), -1)
+            target_logp = logp[torch.arange(len(targets)), targets]
+            loss = -(target_logp * weights).sum()
+            loss.backward()
+            total += float(loss.detach())
+            outputs.append({"logprobs": types.TensorData.from_torch(target_logp.detach())})
+        return Done(types.ForwardBackwardOutput(loss_fn_output_type="cross_entropy", loss_fn_outputs=outputs,
+                                                metrics={"loss:sum": total}))
+
+    def optim_step(self, params):
+        self.log.append(("optim_step", params))
+        return Done(None)
+
+    def save_weights_and_get_sampling_client(self):
+        self.log.append(("sampler",))
+        return Done(FakeSampler(self.log))
+
+    def save_state(self, name):
+        self.log.append(("save_state", name))
+        return Done(SimpleNamespace(path=f"tinker://run-1/weights/{name}"))
+
+    def save_weights_for_sampler(self, name):
+        return Done(SimpleNamespace(path=f"tinker://run-1/sampler_weights/{name}"))
+
+    def get_tokenizer(self):
+        return self.tokenizer
+
+
+class FakeSampler:
+    def __init__(self, log):
+        self.log = log
+
+    def sample(self, prompt, num_samples, sampling_params):
+        self.log.append(("sample", prompt.to_ints(), sampling_params))
+        tokens = np.array([7, 8], dtype=np.int64)
+        return Done(types.SampleResponse(sequences=[types.SampledSequence(stop_reason="stop", sequence_id="s",
+                                                                           tokens_np=tokens)]))
+
+
+class FakeService:
+    def __init__(self, model, tokenizer):
+        self.log, self.model, self.tokenizer = [], model, tokenizer
+
+    def create_lora_training_client(self, **kwargs):
+        self.log.append(("create", kwargs))
+        return Done(FakeTraining(self.model, self.tokenizer, self.log))
+
+    def create_training_client_from_state_with_optimizer(self, path):
+        self.log.append(("resume", path))
+        return Done(FakeTraining(self.model, self.tokenizer, self.log))
+
+
+@pytest.fixture()
+def organism(micro_organism):
+    torch.manual_seed(0)
+    return load_pretrained(str(micro_organism))
+
+
+def hosted(micro_organism, service, **kw):
+    config = ModelConfig(name=str(micro_organism), backend="tinker", full_finetune=False, **kw)
+    return TinkerBackend.from_config(config, service=service)
+
+
+def test_datum_is_the_sdk_type_shifted_by_one_with_weights_on_assistant_tokens_only(organism):
+    _, tokenizer = organism
+    d = datums(tokenizer, n=1)[0]
+    t = to_tinker_datum(d)
+    assert isinstance(t, types.Datum)
+    assert t.model_input.to_ints() == list(d.input_ids[:-1])
+    targets, weights = t.loss_fn_inputs["target_tokens"], t.loss_fn_inputs["weights"]
+    assert (targets.dtype, weights.dtype) == ("int64", "float32")
+    assert targets.tolist() == list(d.input_ids[1:])
+    # weight i scores target i = token i+1: exactly the tokens after the rendered prompt
+    prompt_len = d.weights.index(1.0)
+    assert weights.tolist() == [0.0] * (prompt_len - 1) + [1.0] * (len(d.input_ids) - prompt_len)
+    answer = tokenizer.decode([tok for tok, w in zip(targets.tolist(), weights.tolist()) if w])
+    assert answer and answer in tokenizer.decode(list(d.input_ids))
+
+
+def test_batch_weights_sum_to_one_so_the_services_sum_is_our_mean(organism):
+    _, tokenizer = organism
+    ours = datums(tokenizer)
+    batch, total = to_tinker_batch(ours)
+    assert total == sum(sum(d.weights[1:]) for d in ours) > len(ours)
+    assert sum(float(np.sum(d.loss_fn_inputs["weights"].to_numpy())) for d in batch) == pytest.approx(1.0)
+
+
+def test_service_loss_and_gradient_equal_the_hf_backends(micro_organism, organism):
+    """The service's documented sum, on our scaled weights, is the hf backend's mean: loss and
+    gradient, so a learning rate means the same on both backends."""
+    model, tokenizer = organism
+    reference_model, _ = load_pretrained(str(micro_organism))
+    batch = datums(tokenizer)
+    backend = hosted(micro_organism, FakeService(model, tokenizer))
+    local = HFBackend(reference_model, tokenizer, bf16=False)
+    assert backend.forward_backward(batch) == pytest.approx(local.forward_backward(batch), rel=1e-5)
+    for a, b in zip(model.parameters(), reference_model.parameters()):
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-4, atol=1e-7)
+
+
+def test_lora_settings_and_seed_reach_the_service(micro_organism, organism):
+    service = FakeService(*organism)
+    torch.manual_seed(7)
+    hosted(micro_organism, service, lora_rank=8, lora_targets=["attn", "mlp"])
+    (_, kwargs), = [e for e in service.log if e[0] == "create"]
+    assert kwargs == {"base_model": str(micro_organism), "rank": 8, "seed": 7, "train_attn": True,
+                      "train_mlp": True, "train_unembed": False}
+
+
+def test_lora_targets_map_to_the_services_groups():
+    assert lora_groups(["all-linear"]) == {"train_attn": True, "train_mlp": True, "train_unembed": False}
+    assert lora_groups(["mlp"]) == {"train_attn": False, "train_mlp": True, "train_unembed": False}
+    with pytest.raises(ValueError, match="whole groups"):
+        lora_groups(["q_proj", "v_proj"])
+
+
+def test_optimizer_step_sends_the_hf_backends_adam_and_refreshes_the_sampler(micro_organism, organism):
+    model, tokenizer = organism
+    service = FakeService(model, tokenizer)
+    backend = hosted(micro_organism, service)
+    prompts = [prompt_with(e, get_propensity("bold")) for e in curriculum(random.Random(1), 2)]
+    backend.sample(prompts, max_tokens=5)
+    backend.sample(prompts, max_tokens=5)
+    assert sum(e[0] == "sampler" for e in service.log) == 1  # weights unchanged: the same sampler
+    backend.optim_step(2e-4)
+    (_, params), = [e for e in service.log if e[0] == "optim_step"]
+    assert isinstance(params, types.AdamParams)
+    assert (params.learning_rate, params.beta1, params.beta2, params.grad_clip_norm) == (2e-4, 0.9, 0.98, 1.0)
+    replies = backend.sample(prompts, max_tokens=5)
+    assert sum(e[0] == "sampler" for e in service.log) == 2
+    assert replies == [tokenizer.decode([7, 8], skip_special_tokens=True)] * 2
+
+
+def test_sampling_prompts_are_rendered_with_the_models_chat_template(micro_organism, organism):
+    model, tokenizer = organism
+    service = FakeService(model, tokenizer)
+    backend = hosted(micro_organism, service)
+    prompts = [prompt_with(e, get_propensity("plain")) for e in curriculum(random.Random(3), 3)]
+    backend.sample(prompts, max_tokens=9, temperature=0.0)
+    sent = [e for e in service.log if e[0] == "sample"]
+    assert [tokens for _, tokens, _ in sent] == [render_prompt(tokenizer, p) for p in prompts]
+    params = sent[0][2]
+    assert isinstance(params, types.SamplingParams)
+    assert (params.max_tokens, params.temperature, list(params.stop)) == (9, 0.0, [tokenizer.eos_token_id])
+
+
+def test_a_resumed_run_continues_from_the_services_saved_state(micro_organism, organism, tmp_path,
+                                                                monkeypatch):
+    monkeypatch.setenv("TINKER_API_KEY", "tml-secret-key-never-written")
+    model, tokenizer = organism
+    service = FakeService(model, tokenizer)
+    backend = hosted(micro_organism, service)
+    backend.save_state(tmp_path / "latest")
+    record = json.loads((tmp_path / "latest" / STATE_FILE).read_text())
+    assert record["state_path"].startswith("tinker://") and record["sampler_path"].startswith("tinker://")
+    assert record["base_model"] == str(micro_organism)
+
+    again = FakeService(model, tokenizer)
+    resumed = hosted(micro_organism, again)
+    resumed.load_state(tmp_path / "latest")
+    assert ("resume", record["state_path"]) in again.log
+    resumed.forward_backward(datums(tokenizer, n=1))
+    assert again.log[-1] == ("forward_backward", 1)
+    written = "".join(p.read_text(errors="replace") for p in (tmp_path / "latest").rglob("*") if p.is_file())
+    assert "tml-secret-key-never-written" not in written
+
+
+def test_without_an_api_key_the_backend_says_which_variable_to_set(micro_organism, monkeypatch):
+    monkeypatch.delenv("TINKER_API_KEY", raising=False)
+    config = ModelConfig(name="meta-llama/Llama-3.1-8B", backend="tinker", full_finetune=False)
+    with pytest.raises(RuntimeError, match="TINKER_API_KEY"):
+        TinkerBackend.from_config(config)
+
+
+def test_the_lora_config_switches_to_tinker_by_the_model_and_backend_keys_alone():
+    config = load_config("default_lora", overrides=["model.backend=tinker", "model.name=meta-llama/Llama-3.1-8B"])
+    assert config.model.backend == "tinker"
+    with pytest.raises(ConfigError, match="full_finetune = false"):
+        load_config(None, overrides=["model.backend=tinker", "model.name=meta-llama/Llama-3.1-8B"])
+    with pytest.raises(ConfigError, match="model.name"):
+        load_config("default_lora", overrides=["model.backend=tinker"])
