@@ -23,7 +23,7 @@ from rich.console import Console
 from transferlab.backends import open_backend
 from transferlab.config import ConfigError, ModelConfig, Strict, task_defaults, task_knobs
 from transferlab.core import Example, Message
-from transferlab.results.metrics import _wilson, between_seed_interval
+from transferlab.results.metrics import between_seed_interval, wilson_arrays
 from transferlab.results.run_folder import RunFolder, atomic_write
 from transferlab.tasks import TASKS
 from transferlab.train.render import render_datum
@@ -195,7 +195,7 @@ def rates(samples: pd.DataFrame, keys: list[str], measures: list[str]) -> pd.Dat
     n = out["n"].to_numpy(float)
     for m in measures:
         out[m] = out[f"n_{m}"] / out["n"]
-        out[f"{m}_low"], out[f"{m}_high"] = _wilson(out[f"n_{m}"].to_numpy(float), n)
+        out[f"{m}_low"], out[f"{m}_high"] = wilson_arrays(out[f"n_{m}"].to_numpy(float), n)
     return out
 
 
@@ -215,7 +215,7 @@ def spread(per_seed: pd.DataFrame, keys: list[str], measures: list[str]) -> pd.D
     for m in measures:
         out[f"{m}_seed_low"], out[f"{m}_seed_high"] = between_seed_interval(out[f"{m}_mean"], out[f"{m}_std"],
                                                                              out["n_seeds"])
-        out[f"{m}_pooled_low"], out[f"{m}_pooled_high"] = _wilson(out.pop(f"_{m}_count").to_numpy(float),
+        out[f"{m}_pooled_low"], out[f"{m}_pooled_high"] = wilson_arrays(out.pop(f"_{m}_count").to_numpy(float),
                                                                   out["n"].to_numpy(float))
     return out
 

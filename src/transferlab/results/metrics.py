@@ -21,11 +21,11 @@ PERCENTILES = (2.5, 97.5)  # 95% percentile bootstrap
 
 def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
     """Wilson score interval for a proportion; unlike the normal one it stays inside [0, 1] at 0/n."""
-    low, high = _wilson(np.asarray(successes, dtype=float), np.asarray(n, dtype=float), z)
+    low, high = wilson_arrays(np.asarray(successes, dtype=float), np.asarray(n, dtype=float), z)
     return float(low), float(high)
 
 
-def _wilson(successes: np.ndarray, n: np.ndarray, z: float = 1.96) -> tuple[np.ndarray, np.ndarray]:
+def wilson_arrays(successes: np.ndarray, n: np.ndarray, z: float = 1.96) -> tuple[np.ndarray, np.ndarray]:
     """Vectorised Wilson interval; nan where n == 0."""
     with np.errstate(divide="ignore", invalid="ignore"):
         p = successes / n
@@ -52,9 +52,9 @@ def condition_metrics(samples: pd.DataFrame) -> pd.DataFrame:
     n = out["n"].to_numpy(dtype=float)
     out["is_trained"] = out["prompted"] == out["trained"]
     out["accuracy"] = out["n_correct"] / out["n"]
-    out["acc_low"], out["acc_high"] = _wilson(out["n_correct"].to_numpy(dtype=float), n)
+    out["acc_low"], out["acc_high"] = wilson_arrays(out["n_correct"].to_numpy(dtype=float), n)
     out["adherence"] = out["n_adherent"] / out["n"]
-    out["adh_low"], out["adh_high"] = _wilson(out["n_adherent"].to_numpy(dtype=float), n)
+    out["adh_low"], out["adh_high"] = wilson_arrays(out["n_adherent"].to_numpy(dtype=float), n)
     intervals = ["accuracy", "acc_low", "acc_high", "adherence", "adh_low", "adh_high"]
     return out[[*keys, "is_trained", "n", *intervals]].sort_values([*RUN_KEYS, "prompted"], ignore_index=True)
 
