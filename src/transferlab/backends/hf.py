@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 from pathlib import Path
 
 import torch
@@ -154,8 +155,6 @@ class HFBackend:
         the attention mask skips both pads and positions count real tokens, so each answer is the
         one its prompt gets alone.
         """
-        import inspect
-
         self.model.eval()
         pad = self.tokenizer.pad_token_id
         encoded = [render_prompt(self.tokenizer, p) for p in prompts]
