@@ -133,6 +133,11 @@ class EvalConfig(Strict):
     batch_size: int = Field(128, ge=1)
     adherence_floor: float = Field(0.5, ge=0, le=1)
     n_boot: int = Field(1000, ge=10)
+    sampler: Literal["auto", "hf", "vllm"] = Field(
+        "auto", description="who generates eval answers: 'auto' uses vLLM for LoRA runs when it is installed "
+        "and a GPU is present, else HF generate; 'vllm' insists; 'hf' never uses vLLM")
+    vllm_memory: float = Field(0.4, gt=0, lt=1, description="share of GPU memory the vLLM engine may take "
+                               "(the model under training keeps the rest)")
     judge: Literal["heuristic", "llm"] = Field(
         "heuristic", description="adherence judge: regex/heuristics (offline) or an LLM on the TRANSFERLAB_LLM_* endpoint")
 

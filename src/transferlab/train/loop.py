@@ -18,6 +18,7 @@ import torch
 from transferlab.backends import open_backend
 from transferlab.config import ExperimentConfig, dump_config, load_config, make_tasks
 from transferlab.evaluate.grid import build_grid, evaluate
+from transferlab.evaluate.vllm_sampler import choose_sampler, make_sampler
 from transferlab.judges import make_judge
 from transferlab.propensities import get_propensity, prompt_with
 from transferlab.results.crash_points import crash_point
@@ -111,6 +112,7 @@ def run_experiment(config: ExperimentConfig, out: str | Path, *, quiet: bool = F
     the data draws are replayed, the weights, optimizer and RNG restored, and the results newer
     than the checkpoint written again, so the finished folder equals an uninterrupted run's."""
     tasks = make_tasks(config)  # a bad data file stops here, before any folder exists
+    choose_sampler(config.eval, config.model)  # and eval.sampler = "vllm" where vLLM cannot run
     folder = RunFolder(out)
     resumed = folder.open(dump_config(config), force_new=force_new,
                           resolve=lambda path: dump_config(load_config(path)))
@@ -132,6 +134,7 @@ def run_experiment(config: ExperimentConfig, out: str | Path, *, quiet: bool = F
         judge = make_judge(config.eval.judge, Path(config.llm.cache) / "judge", config.llm.concurrency)
         progress.stage("loading model")
         backend = open_backend(config.model, config.train.batch_size)
+        sampler = make_sampler(backend, config)
         if resumed:
             progress.stage(f"resuming at step {done}")
             progress.console.print(f"resuming {folder.path} from its checkpoint at step {done}", highlight=False,
@@ -144,7 +147,7 @@ def run_experiment(config: ExperimentConfig, out: str | Path, *, quiet: bool = F
 
         def run_eval(step: int) -> None:
             progress.stage(f"evaluating step {step}")
-            rows = evaluate(backend, tasks, grid, step=step, seed=config.seed, max_tokens=config.eval.max_tokens,
+            rows = evaluate(sampler, tasks, grid, step=step, seed=config.seed, max_tokens=config.eval.max_tokens,
                             judge=judge)
             folder.append_samples(rows)
             progress.accuracies(summarise(rows))
