@@ -115,3 +115,41 @@ def test_shipped_organism_loads_by_name_and_says_how_it_was_built():
     assert model.config.vocab_size == len(tokenizer)
     report = json.loads((shipped_organism() / "build.json").read_text())
     assert report["history"] and {"symbol_number", "number_colour"} <= set(report["history"][-1])
+
+
+def test_a_mix_weights_the_questions_and_still_never_asks_the_composition():
+    from collections import Counter
+
+    from transferlab.organism.curriculum import MIXES, episode
+
+    rng = random.Random(2)
+    bold = [get_propensity("bold")]
+    asked = Counter()
+    for _ in range(400):
+        for m in episode(rng, bold, mix=MIXES["prerequisites"]):
+            if m["role"] == "user":
+                q = m["content"]
+                assert not (" and " in q and "colour" in q.lower())
+                asked["symbol_difference" if "difference between" in q and not q.split()[-3].isdigit() else
+                      "symbol_colour" if "point to" in q else "symbol_number" if "number goes" in q else "other"] += 1
+    # weights 3 : 3 : 1 among table questions
+    assert asked["symbol_colour"] > 2 * asked["symbol_number"] and asked["symbol_difference"] > 2 * asked["symbol_number"]
+
+
+def test_a_build_can_go_on_from_an_organism_and_keeps_its_parents_report(micro_organism, tmp_path, capsys):
+    from transferlab.cli import main
+
+    out = tmp_path / "continued"
+    assert main(["organism", "build", "--out", str(out), "--from", str(micro_organism), "--mix", "prerequisites",
+                 "--steps", "2", "--eval-every", "2", "--batch-size", "4", "--threads", "1"]) == 0
+    report = json.loads((out / "build.json").read_text())
+    parent = json.loads((micro_organism / "build.json").read_text())
+    assert report["parent"] == parent and report["mix"] == "prerequisites" and report["stages"] == []
+    assert [h["phase"] for h in report["history"]] == ["curriculum"]
+    model = AutoModelForCausalLM.from_pretrained(out)
+    assert model.config.num_hidden_layers == AutoModelForCausalLM.from_pretrained(micro_organism).config.num_hidden_layers
+    assert AutoTokenizer.from_pretrained(out).get_vocab() == AutoTokenizer.from_pretrained(micro_organism).get_vocab()
+
+    assert main(["organism", "build", "--out", str(tmp_path / "x"), "--from", str(micro_organism),
+                 "--mix", "everything", "--steps", "1"]) == 2
+    assert "unknown curriculum mix 'everything'; known: prerequisites" in capsys.readouterr().err

@@ -61,14 +61,20 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_organism_build(args: argparse.Namespace) -> int:
+    from transferlab.backends import ModelNotFound
     from transferlab.organism.build import build_organism
 
-    report = build_organism(Path(args.out), size=args.size, grow_to=args.grow_to,
-                            retrieval_steps=args.retrieval_steps, steps=args.steps, batch_size=args.batch_size,
-                            lr=args.lr, warmup=args.warmup, seed=args.seed, chained=not args.no_chained,
-                            eval_every=args.eval_every, threads=args.threads, stop_at=args.stop_at,
-                            command="transferlab " + " ".join(sys.argv[1:]),
-                            log=lambda line: console.print(line, highlight=False))
+    try:
+        report = build_organism(Path(args.out), size=args.size, grow_to=args.grow_to,
+                                retrieval_steps=args.retrieval_steps, steps=args.steps, batch_size=args.batch_size,
+                                lr=args.lr, warmup=args.warmup, seed=args.seed, chained=not args.no_chained,
+                                eval_every=args.eval_every, threads=args.threads, stop_at=args.stop_at,
+                                start_from=args.start_from, mix=args.mix,
+                                command="transferlab " + " ".join(sys.argv[1:]),
+                                log=lambda line: console.print(line, highlight=False))
+    except (ValueError, ModelNotFound) as err:  # an unknown mix, a --from folder that is not a model
+        error(err)
+        return 2
     console.print(f"built {args.out} in {report['minutes']:.1f} min")
     return 0
 
@@ -200,7 +206,7 @@ def parser() -> argparse.ArgumentParser:
     build = organism_sub.add_parser("build", help="pretrain the base organism on the primitive curriculum")
     build.add_argument("--out", required=True)
     build.add_argument("--size", default="shallow", help="starting size (see organism/model.py)")
-    build.add_argument("--grow-to", type=int, default=6, help="layers after the retrieval phase")
+    build.add_argument("--grow-to", type=int, help="layers after the retrieval phase (default 6; with --from, none added)")
     build.add_argument("--retrieval-steps", type=int,
                        help="most steps of each retrieval stage (default: each stage's own, see curriculum.py)")
     build.add_argument("--steps", type=int, default=3000, help="steps of the full-curriculum phase")
@@ -212,6 +218,9 @@ def parser() -> argparse.ArgumentParser:
     build.add_argument("--threads", type=int, default=2)
     build.add_argument("--stop-at", type=int, help="end the curriculum phase after this many steps")
     build.add_argument("--no-chained", action="store_true", help="primitives only, no two-step skills")
+    build.add_argument("--from", dest="start_from", metavar="DIR",
+                       help="go on from this organism folder: no retrieval phase, only --steps of the curriculum")
+    build.add_argument("--mix", help="weight the curriculum's questions by a named mix (see MIXES in curriculum.py: prerequisites)")
     build.set_defaults(func=cmd_organism_build)
 
     serve = sub.add_parser("serve", help="serve a model over the OpenAI chat-completions protocol")

@@ -18,6 +18,7 @@ import torch
 from transferlab.backends.hf import HFBackend
 from transferlab.organism.curriculum import (
     CHAINED,
+    MIXES,
     PRIMITIVES,
     RETRIEVAL_STAGES,
     RetrievalStage,
@@ -97,32 +98,55 @@ def _save(out: Path, model, tokenizer, report: dict, started: float) -> None:
     (out / "build.json").write_text(json.dumps(report, indent=2))
 
 
-def build_organism(out: Path, *, size: str = "shallow", grow_to: int = 6,
+def build_organism(out: Path, *, size: str = "shallow", grow_to: int | None = None,
                    stages: tuple[RetrievalStage, ...] = RETRIEVAL_STAGES, retrieval_steps: int | None = None,
                    retrieval_target: float = 0.9,
                    steps: int = 3000, batch_size: int = 32, lr: float = 2e-3, warmup: int = 100, seed: int = 0,
                    chained: bool = True, eval_every: int = 250, eval_n: int = 64, threads: int | None = None,
-                   stop_at: int | None = None, command: str | None = None, log=print) -> dict:
+                   stop_at: int | None = None, start_from: str | Path | None = None, mix: str | None = None,
+                   command: str | None = None, log=print) -> dict:
     """Two phases. A shallow model learns in-context retrieval in `stages` (each ends when its
     lookups reach `retrieval_target`, or after its `max_steps`, or `retrieval_steps` if given), then grows to `grow_to` layers
     and learns the whole curriculum (`steps`; `stop_at` ends it early without changing the
-    learning-rate schedule, which is how an interrupted build is reproduced)."""
+    learning-rate schedule, which is how an interrupted build is reproduced).
+
+    `start_from` (an organism folder) skips the first phase and the growth: its model and tokenizer
+    go on learning the curriculum, with its questions weighted by the named `mix` (MIXES in
+    curriculum.py) when given; the new build.json keeps the parent's under "parent". `grow_to`
+    defaults to 6 layers for a new build and to no growth for one that goes on."""
     if threads:
         torch.set_num_threads(threads)
     if retrieval_steps is not None:
         stages = tuple(replace(s, max_steps=retrieval_steps) for s in stages)
+    if mix is not None and mix not in MIXES:
+        raise ValueError(f"unknown curriculum mix {mix!r}; known: {', '.join(MIXES)}")
+    question_mix = MIXES[mix] if mix else None
+    if grow_to is None:
+        grow_to = 0 if start_from is not None else 6
+    if question_mix and not chained and set(question_mix.table_questions) & set(CHAINED):
+        raise ValueError(f"mix {mix!r} asks two-step questions, which --no-chained leaves out")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     started = time.time()
-    tokenizer = train_tokenizer(tokenizer_corpus())
-    model = new_organism(tokenizer, size=size, seed=seed)
+    parent = None
+    if start_from is not None:
+        from transferlab.backends.hf import load_pretrained
+
+        model, tokenizer = load_pretrained(str(start_from))
+        stages = ()
+        parent_report = Path(start_from) / "build.json"
+        parent = json.loads(parent_report.read_text()) if parent_report.exists() else None
+    else:
+        tokenizer = train_tokenizer(tokenizer_corpus())
+        model = new_organism(tokenizer, size=size, seed=seed)
     rng = random.Random(seed)
     propensities = [get_propensity(p) for p in PROPENSITIES]
     plain = get_propensity("plain")
     report = {"command": command, "size": size, "grow_to": grow_to, "stages": [asdict(s) for s in stages], "steps": steps,
               "stop_at": stop_at, "retrieval_target": retrieval_target,
               "batch_size": batch_size, "lr": lr, "warmup": warmup, "seed": seed, "chained": chained,
-              "history": []}
+              "start_from": str(start_from) if start_from else None, "mix": mix,
+              "mix_weights": asdict(question_mix) if question_mix else None, "history": [], "parent": parent}
     done = 0
     backend = HFBackend(model, tokenizer)
     report["parameters"] = sum(p.numel() for p in model.parameters())
@@ -163,7 +187,7 @@ def build_organism(out: Path, *, size: str = "shallow", grow_to: int = 6,
         f"parameters, vocabulary {len(tokenizer)}, {steps} steps")
     phase_started = time.time()
     for step in range(steps):
-        datums = [render_conversation(tokenizer, episode(rng, propensities, chained=chained))
+        datums = [render_conversation(tokenizer, episode(rng, propensities, chained=chained, mix=question_mix))
                   for _ in range(batch_size)]
         loss = backend.forward_backward(datums)
         backend.optim_step(lr_at(step, steps, lr, warmup))

@@ -207,22 +207,54 @@ def retrieval_example(rng: random.Random, stage: RetrievalStage) -> tuple[Exampl
 
 # -- training episodes ------------------------------------------------------------------------
 
-def episode(rng: random.Random, propensities: list, chained: bool = True, max_turns: int = 6) -> list[Message]:
-    """One context and 1..max_turns questions about it, each answered in a random propensity."""
-    kind = rng.choices(["tables", "facts", "free"], [6, 2, 1])[0]
+@dataclass(frozen=True)
+class Mix:
+    """How often the curriculum phase shows each kind of context and each question (weights)."""
+    contexts: dict[str, float]
+    table_questions: dict[str, float]
+    free_questions: dict[str, float]
+
+
+# Weighted towards what Subtracted Table Lookup is built from: the difference of two symbols'
+# numbers, the colour of a symbol's number, Table-2 lookups and plain differences (session 4).
+MIXES = {
+    "prerequisites": Mix(
+        contexts={"tables": 7, "facts": 1, "free": 2},
+        table_questions={"symbol_difference": 3, "symbol_colour": 3, "number_colour": 2, "symbol_number": 1,
+                         "number_colours": 1, "symbol_numbers": 1},
+        free_questions={"difference": 3, "larger": 1, "repeat": 1}),
+}
+
+
+def episode(rng: random.Random, propensities: list, chained: bool = True, max_turns: int = 6,
+            mix: Mix | None = None) -> list[Message]:
+    """One context and 1..max_turns questions about it, each answered in a random propensity.
+    Without a `mix`, contexts come 6:2:1 (tables, facts, none) and questions uniformly."""
+    if mix is None:
+        kind = rng.choices(["tables", "facts", "free"], [6, 2, 1])[0]
+    else:
+        kind = rng.choices(list(mix.contexts), list(mix.contexts.values()))[0]
     turns = rng.randint(1, max_turns)
     if kind == "tables":
         t1, t2 = random_tables(rng)
         asks = {**TABLE_QUESTIONS, **(CHAINED_QUESTIONS if chained else {})}
         system = render_tables(t1, t2)
-        qas = [rng.choices(list(asks.values()))[0](rng, t1, t2) for _ in range(turns)]
+        if mix is None:
+            qas = [rng.choices(list(asks.values()))[0](rng, t1, t2) for _ in range(turns)]
+        else:
+            names, weights = list(mix.table_questions), list(mix.table_questions.values())
+            qas = [asks[rng.choices(names, weights)[0]](rng, t1, t2) for _ in range(turns)]
     elif kind == "facts":
         facts = random_facts(rng)
         system = facts_text(facts)
         qas = [recall_question(rng, rng.choice(facts)) for _ in range(turns)]
     else:
         system = None
-        qas = [rng.choice(list(FREE_QUESTIONS.values()))(rng) for _ in range(turns)]
+        if mix is None:
+            qas = [rng.choice(list(FREE_QUESTIONS.values()))(rng) for _ in range(turns)]
+        else:
+            names, weights = list(mix.free_questions), list(mix.free_questions.values())
+            qas = [FREE_QUESTIONS[rng.choices(names, weights)[0]](rng) for _ in range(turns)]
     messages: list[Message] = [{"role": "system", "content": system}] if system else []
     for question, answer, steps in qas:
         p = rng.choice(propensities)
