@@ -7,13 +7,18 @@ import pytest
 
 @pytest.fixture(scope="session")
 def micro_organism(tmp_path_factory):
-    """A 2-layer organism trained for a few steps and saved as a hub-style folder."""
+    """A 2-layer organism trained for a few steps and saved as a hub-style folder. It reads with the
+    shipped organism's tokenizer: training one from `tokenizer_corpus()` takes a minute
+    (test_organism.py trains one on a small corpus)."""
     import torch
+    from transformers import AutoTokenizer
 
+    from transferlab.backends import shipped_organism
     from transferlab.organism.build import build_organism
 
     torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("micro_organism")
     build_organism(out, size="micro", grow_to=3, retrieval_steps=2, steps=2, batch_size=8, warmup=1,
-                   eval_every=2, eval_n=4, log=lambda _: None)
+                   eval_every=2, eval_n=4, tokenizer=AutoTokenizer.from_pretrained(shipped_organism()),
+                   log=lambda _: None)
     return out

@@ -59,7 +59,8 @@ def test_grad_accumulation_gives_the_one_batch_loss_curve(micro_organism):
     accumulated = open_backend(model_config(micro_organism, grad_accumulation=4))
     assert curve(accumulated, datums) == pytest.approx(expected, rel=1e-5)
     for a, b in zip(whole.model.parameters(), accumulated.model.parameters()):
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+        # AdamW divides by sqrt(v): a weight whose gradient is ~0 moves by float noise of order lr * 1e-3
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
 
 
 def test_micro_batches_weigh_by_loss_tokens_not_by_count(micro_organism):

@@ -153,3 +153,20 @@ def test_a_build_can_go_on_from_an_organism_and_keeps_its_parents_report(micro_o
     assert main(["organism", "build", "--out", str(tmp_path / "x"), "--from", str(micro_organism),
                  "--mix", "everything", "--steps", "1"]) == 2
     assert "unknown curriculum mix 'everything'; known: prerequisites" in capsys.readouterr().err
+
+
+def test_the_trained_tokenizer_has_one_token_per_word_entry_and_spaced_word_and_decodes_exactly():
+    from transferlab.organism.tokenizer import train_tokenizer
+
+    lines = ["Table 1: α=5, β=12\nTable 2: 4=red, 12=blue", "Which colour goes with α and β? Answer in bold.",
+             "**red** red, blue. Let's think step by step."]
+    tokenizer = train_tokenizer(lines)
+    for text, pieces in [("Table 1: α=5, β=12", ["Table", " 1", ":", " α=5", ",", " β=12"]),
+                         ("**red** blue", ["**", "red", "**", " blue"]),
+                         (" 4=red", [" 4=red"])]:
+        ids = tokenizer(text)["input_ids"]
+        assert [tokenizer.decode([i]) for i in ids] == pieces
+        assert tokenizer.decode(ids) == text
+    assert tokenizer("purple")["input_ids"] == [tokenizer.unk_token_id]  # a word never seen is unknown
+    chat = tokenizer.apply_chat_template([{"role": "user", "content": "Hi"}], tokenize=False, add_generation_prompt=True)
+    assert chat == "<|user|>Hi<|end|><|assistant|>"

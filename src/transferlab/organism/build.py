@@ -104,7 +104,7 @@ def build_organism(out: Path, *, size: str = "shallow", grow_to: int | None = No
                    steps: int = 3000, batch_size: int = 32, lr: float = 2e-3, warmup: int = 100, seed: int = 0,
                    chained: bool = True, eval_every: int = 250, eval_n: int = 64, threads: int | None = None,
                    stop_at: int | None = None, start_from: str | Path | None = None, mix: str | None = None,
-                   command: str | None = None, log=print) -> dict:
+                   tokenizer=None, command: str | None = None, log=print) -> dict:
     """Two phases. A shallow model learns in-context retrieval in `stages` (each ends when its
     lookups reach `retrieval_target`, or after its `max_steps`, or `retrieval_steps` if given), then grows to `grow_to` layers
     and learns the whole curriculum (`steps`; `stop_at` ends it early without changing the
@@ -113,7 +113,9 @@ def build_organism(out: Path, *, size: str = "shallow", grow_to: int | None = No
     `start_from` (an organism folder) skips the first phase and the growth: its model and tokenizer
     go on learning the curriculum, with its questions weighted by the named `mix` (MIXES in
     curriculum.py) when given; the new build.json keeps the parent's under "parent". `grow_to`
-    defaults to 6 layers for a new build and to no growth for one that goes on."""
+    defaults to 6 layers for a new build and to no growth for one that goes on. A new build trains
+    its tokenizer on `tokenizer_corpus()` (a minute: the corpus solves chess puzzles) unless given
+    one; the tests' micro organisms reuse the shipped organism's."""
     if threads:
         torch.set_num_threads(threads)
     if retrieval_steps is not None:
@@ -137,7 +139,7 @@ def build_organism(out: Path, *, size: str = "shallow", grow_to: int | None = No
         parent_report = Path(start_from) / "build.json"
         parent = json.loads(parent_report.read_text()) if parent_report.exists() else None
     else:
-        tokenizer = train_tokenizer(tokenizer_corpus())
+        tokenizer = tokenizer or train_tokenizer(tokenizer_corpus())
         model = new_organism(tokenizer, size=size, seed=seed)
     rng = random.Random(seed)
     propensities = [get_propensity(p) for p in PROPENSITIES]
