@@ -101,9 +101,7 @@ class ArmConfig(Strict):
     @field_validator("task")
     @classmethod
     def _known_task(cls, v: str) -> str:
-        if v not in TASKS:
-            raise ValueError(f"unknown task {v!r}; allowed: {', '.join(sorted(TASKS))}")
-        return v
+        return known_task(v)
 
     @field_validator("propensity")
     @classmethod
@@ -163,14 +161,7 @@ class ExperimentConfig(Strict):
     @field_validator("tasks")
     @classmethod
     def _task_knobs(cls, tasks: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-        for name, knobs in tasks.items():
-            if name not in TASKS:
-                raise ValueError(f"unknown task {name!r}; allowed: {', '.join(sorted(TASKS))}")
-            allowed = task_knobs(name)
-            for key in knobs:
-                if key not in allowed:
-                    raise ValueError(f"unknown knob {key!r} for task {name!r}; allowed: {', '.join(allowed)}")
-        return tasks
+        return known_task_knobs(tasks)
 
     @field_validator("pair")
     @classmethod
@@ -200,6 +191,22 @@ class ExperimentConfig(Strict):
 
     def task_names(self) -> list[str]:
         return list(dict.fromkeys(arm.task for arm in self.arms))
+
+
+def known_task(name: str) -> str:
+    if name not in TASKS:
+        raise ValueError(f"unknown task {name!r}; allowed: {', '.join(sorted(TASKS))}")
+    return name
+
+
+def known_task_knobs(tasks: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """A `[tasks]` table: every task known, every knob one its task has."""
+    for name, knobs in tasks.items():
+        allowed = task_knobs(known_task(name))
+        for key in knobs:
+            if key not in allowed:
+                raise ValueError(f"unknown knob {key!r} for task {name!r}; allowed: {', '.join(allowed)}")
+    return tasks
 
 
 def task_knobs(name: str) -> list[str]:
@@ -330,13 +337,8 @@ def parse_toml(text: str, name: str, error: type[ValueError]) -> dict:
         raise error(f"{name} is not a usable TOML file: arrays or tables are nested too deeply") from err
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] = (), seed: int | None = None) -> ExperimentConfig:
-    """Read TOML (the shipped default when `path` is None), apply overrides, validate."""
-    if path is None:
-        data = parse_toml(default_config_text(), "default config", ConfigError)
-    else:
-        data = read_toml(resolve_config_path(path), "config", ConfigError, not_found=(
-            f"config file not found: {path}; shipped configs: {', '.join(shipped_configs())}"))
+def apply_command_line(data: dict, overrides: list[str] = (), seed: int | None = None) -> None:
+    """`--set` overrides and `--seed` onto the raw config, then no inf or nan anywhere in it."""
     for assignment in overrides:
         apply_override(data, assignment)
     if seed is not None:
@@ -344,6 +346,16 @@ def load_config(path: str | Path | None = None, overrides: list[str] = (), seed:
     if bad := non_finite(data):
         raise ConfigError("invalid config:\n" + "\n".join(f"  {key}: {value} is not a finite number; no setting "
                                                           f"takes inf or nan" for key, value in bad))
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] = (), seed: int | None = None) -> ExperimentConfig:
+    """Read TOML (the shipped default when `path` is None), apply overrides, validate."""
+    if path is None:
+        data = parse_toml(default_config_text(), "default config", ConfigError)
+    else:
+        data = read_toml(resolve_config_path(path), "config", ConfigError, not_found=(
+            f"config file not found: {path}; shipped configs: {', '.join(shipped_configs())}"))
+    apply_command_line(data, overrides, seed)
     try:
         config = ExperimentConfig.model_validate(data)
     except ValidationError as err:

@@ -11,14 +11,13 @@ A TOML without `kind` is the seed experiment (`transferlab.config.load_config`).
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 from pydantic import ValidationError
 
 from transferlab.config import (
     ConfigError,
-    apply_override,
+    apply_command_line,
     read_toml,
     resolve_config_path,
     shipped_configs,
@@ -49,13 +48,7 @@ def config_kind(path: str | Path | None) -> str | None:
 def load_experiment(path: str | Path, overrides: list[str] = (), seed: int | None = None):
     """Read the TOML, apply `--set` overrides and the seed, validate with its kind's model."""
     data = _read(path)
-    for assignment in overrides:
-        apply_override(data, assignment)
-    if seed is not None:
-        data["seed"] = seed
-    if bad := _non_finite(data):
-        raise ConfigError("invalid config:\n" + "\n".join(f"  {key}: {value} is not a finite number; no setting "
-                                                          f"takes inf or nan" for key, value in bad))
+    apply_command_line(data, overrides, seed)
     kind = data.get("kind")
     if kind not in EXPERIMENT_KINDS:
         raise ConfigError(f"invalid config:\n  kind: unknown experiment kind {kind!r}; allowed: "
@@ -67,14 +60,6 @@ def load_experiment(path: str | Path, overrides: list[str] = (), seed: int | Non
     if hasattr(config, "make_task"):
         config.make_task()  # knob types and ranges are checked before any work
     return config
-
-
-def _non_finite(value, path: str = "") -> list[tuple[str, float]]:
-    """inf or nan anywhere (TOML spells them; a learning rate of inf would only fail deep in training)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return [(path, value)]
-    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
-    return [found for key, inner in items for found in _non_finite(inner, f"{path}.{key}" if path else str(key))]
 
 
 def default_out(config) -> Path:

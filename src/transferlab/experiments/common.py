@@ -21,7 +21,7 @@ from pydantic import Field, TypeAdapter, ValidationError, field_validator, model
 from rich.console import Console
 
 from transferlab.backends import open_backend
-from transferlab.config import ConfigError, ModelConfig, Strict, task_defaults, task_knobs
+from transferlab.config import ConfigError, ModelConfig, Strict, known_task, known_task_knobs, task_defaults
 from transferlab.core import Example, Message
 from transferlab.results.metrics import between_seed_interval, wilson_arrays
 from transferlab.results.run_folder import RunFolder, atomic_write
@@ -46,18 +46,15 @@ class KindConfig(Strict):
     @field_validator("task")
     @classmethod
     def _known_task(cls, v: str) -> str:
-        if v not in TASKS:
-            raise ValueError(f"unknown task {v!r}; allowed: {', '.join(sorted(TASKS))}")
-        return v
+        return known_task(v)
+
+    @field_validator("tasks")
+    @classmethod
+    def _task_knobs(cls, tasks: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        return known_task_knobs(tasks)  # the error's location names `tasks`
 
     @model_validator(mode="after")
-    def _task_knobs(self):
-        for name, knobs in self.tasks.items():
-            if name not in TASKS:
-                raise ValueError(f"unknown task {name!r} in [tasks]; allowed: {', '.join(sorted(TASKS))}")
-            for key in knobs:
-                if key not in task_knobs(name):
-                    raise ValueError(f"unknown knob {key!r} for task {name!r}; allowed: {', '.join(task_knobs(name))}")
+    def _task_defaults(self):
         self.tasks.setdefault(self.task, {})
         for name in list(self.tasks):
             self.tasks[name] = {**task_defaults(name), **self.tasks[name]}
