@@ -133,11 +133,12 @@ class VLLMSampler:
             shutil.rmtree(adapter, ignore_errors=True)
 
 
-def make_sampler(backend, config):
-    """What the run evaluates with: the backend itself, or a vLLM sampler over it."""
+def make_sampler(backend, config, choice: str):
+    """What the run evaluates with (`choice`, from `choose_sampler`): the backend itself, or a vLLM
+    sampler over it."""
     from transferlab.backends import resolve_model
 
-    if choose_sampler(config.eval, config.model) != "vllm":
+    if choice != "vllm":
         return backend
     args = engine_arguments(resolve_model(config.model.name), config.model, config.eval, config.seed)
     return VLLMSampler(backend, engine_args=args, seed=config.seed)

@@ -112,7 +112,7 @@ def run_experiment(config: ExperimentConfig, out: str | Path, *, quiet: bool = F
     the data draws are replayed, the weights, optimizer and RNG restored, and the results newer
     than the checkpoint written again, so the finished folder equals an uninterrupted run's."""
     tasks = make_tasks(config)  # a bad data file stops here, before any folder exists
-    choose_sampler(config.eval, config.model)  # and eval.sampler = "vllm" where vLLM cannot run
+    sampling = choose_sampler(config.eval, config.model)  # and eval.sampler = "vllm" where vLLM cannot run
     folder = RunFolder(out)
     resumed = folder.open(dump_config(config), force_new=force_new,
                           resolve=lambda path: dump_config(load_config(path)))
@@ -134,7 +134,7 @@ def run_experiment(config: ExperimentConfig, out: str | Path, *, quiet: bool = F
         judge = make_judge(config.eval.judge, Path(config.llm.cache) / "judge", config.llm.concurrency)
         progress.stage("loading model")
         backend = open_backend(config.model, config.train.batch_size)
-        sampler = make_sampler(backend, config)
+        sampler = make_sampler(backend, config, sampling)
         if resumed:
             progress.stage(f"resuming at step {done}")
             progress.console.print(f"resuming {folder.path} from its checkpoint at step {done}", highlight=False,
