@@ -1,21 +1,13 @@
-import random
+
+from functools import partial
 
 import pytest
 import torch
+from curriculum_batches import curriculum_datums
 
 from transferlab.backends import HFBackend, load_pretrained
-from transferlab.organism.curriculum import curriculum
-from transferlab.propensities import get_propensity, prompt_with
-from transferlab.train.render import render_datum
 
-
-def datums(tokenizer, n=6, seed=0):
-    rng = random.Random(seed)
-    out = []
-    for ex in curriculum(rng, n):
-        p = get_propensity(rng.choice(["bold", "plain"]))
-        out.append(render_datum(tokenizer, prompt_with(ex, p), p.render(ex, rng)))
-    return out
+datums = partial(curriculum_datums, n=6, seed=0)
 
 
 def reference_loss(model, batch) -> float:

@@ -7,30 +7,24 @@ import os
 import random
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
+from curriculum_batches import curriculum_datums
 
 from transferlab.backends import open_backend
 from transferlab.backends.distributed import launch, split, weighted_tokens
 from transferlab.config import ModelConfig
 from transferlab.organism.curriculum import curriculum
 from transferlab.propensities import get_propensity, prompt_with
-from transferlab.train.render import render_datum
 
 STEPS = 3
 
 
-def batch(tokenizer, n=9, seed=3):
-    """A batch whose examples carry different numbers of loss tokens (bold and plain targets)."""
-    rng = random.Random(seed)
-    out = []
-    for ex in curriculum(rng, n):
-        p = get_propensity(rng.choice(["bold", "plain"]))
-        out.append(render_datum(tokenizer, prompt_with(ex, p), p.render(ex, rng)))
-    return out
+batch = partial(curriculum_datums, n=9, seed=3)  # examples with different numbers of loss tokens
 
 
 def model_config(micro, **kw):

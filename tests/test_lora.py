@@ -2,26 +2,17 @@
 train, checkpoints hold the adapter alone and reopen exactly, adapters are reproducible from the seed,
 and gradient checkpointing changes memory, not results."""
 
-import random
+from functools import partial
 
 import pytest
 import torch
+from curriculum_batches import curriculum_datums
 
 from transferlab.backends import open_backend
 from transferlab.backends.lora import add_lora, is_lora, load_dtype
 from transferlab.config import ModelConfig
-from transferlab.organism.curriculum import curriculum
-from transferlab.propensities import get_propensity, prompt_with
-from transferlab.train.render import render_datum
 
-
-def batch(tokenizer, n=6, seed=4):
-    rng = random.Random(seed)
-    out = []
-    for ex in curriculum(rng, n):
-        p = get_propensity(rng.choice(["bold", "plain"]))
-        out.append(render_datum(tokenizer, prompt_with(ex, p), p.render(ex, rng)))
-    return out
+batch = partial(curriculum_datums, n=6, seed=4)
 
 
 def lora_config(micro, **kw):

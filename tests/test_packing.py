@@ -5,22 +5,18 @@ import random
 
 import pytest
 import torch
+from curriculum_batches import curriculum_datums
 
 from transferlab.backends import HFBackend, load_pretrained
 from transferlab.core import Datum
 from transferlab.organism.curriculum import curriculum
 from transferlab.propensities import get_propensity, prompt_with
-from transferlab.train.render import render_datum
 
 
 def mixed_batch(tokenizer, seed=0):
     """Full conversations plus short ones (a prefix with its last tokens weighted, some at half
     weight), so that several short examples share a row with each other."""
-    rng = random.Random(seed)
-    batch = []
-    for ex in curriculum(rng, 4):
-        p = get_propensity(rng.choice(["bold", "plain"]))
-        batch.append(render_datum(tokenizer, prompt_with(ex, p), p.render(ex, rng)))
+    batch = curriculum_datums(tokenizer, n=4, seed=seed)
     width = max(len(d.input_ids) for d in batch)
     for i, d in enumerate(batch[:3] * 2):
         n = min(len(d.input_ids), width // 3) - i

@@ -5,6 +5,7 @@ stands in for the live one, recording every call."""
 
 import json
 import random
+from functools import partial
 from types import SimpleNamespace
 
 import numpy as np
@@ -12,6 +13,7 @@ import pytest
 import torch
 
 tinker = pytest.importorskip("tinker")
+from curriculum_batches import curriculum_datums
 from tinker import types
 
 from transferlab.backends import HFBackend, load_pretrained
@@ -25,16 +27,9 @@ from transferlab.backends.tinker import (
 from transferlab.config import ConfigError, ModelConfig, load_config
 from transferlab.organism.curriculum import curriculum
 from transferlab.propensities import get_propensity, prompt_with
-from transferlab.train.render import render_datum, render_prompt
+from transferlab.train.render import render_prompt
 
-
-def datums(tokenizer, n=5, seed=2):
-    rng = random.Random(seed)
-    out = []
-    for ex in curriculum(rng, n):
-        p = get_propensity(rng.choice(["bold", "plain"]))
-        out.append(render_datum(tokenizer, prompt_with(ex, p), p.render(ex, rng)))
-    return out
+datums = partial(curriculum_datums, n=5, seed=2)
 
 
 class Done:
