@@ -229,7 +229,8 @@ MIXES = {
 def episode(rng: random.Random, propensities: list, chained: bool = True, max_turns: int = 6,
             mix: Mix | None = None) -> list[Message]:
     """One context and 1..max_turns questions about it, each answered in a random propensity.
-    Without a `mix`, contexts come 6:2:1 (tables, facts, none) and questions uniformly."""
+    Without a `mix`, contexts come 6:2:1 (tables, facts, none) and questions uniformly, drawn with
+    the same random calls as before mixes existed, so the recorded builds (build j) reproduce."""
     if mix is None:
         kind = rng.choices(["tables", "facts", "free"], [6, 2, 1])[0]
     else:
