@@ -22,3 +22,16 @@ def micro_organism(tmp_path_factory):
                    eval_every=2, eval_n=4, tokenizer=AutoTokenizer.from_pretrained(shipped_organism()),
                    log=lambda _: None)
     return out
+
+
+@pytest.fixture(scope="session")
+def micro_backend(micro_organism):
+    """The micro organism loaded into the HF backend, for tests that serve it (never trained on:
+    serving tests only sample, so one load is shared)."""
+    import torch
+
+    from transferlab.backends import HFBackend, load_pretrained
+
+    torch.set_num_threads(1)
+    model, tokenizer = load_pretrained(str(micro_organism))
+    return HFBackend(model, tokenizer, bf16=False)
