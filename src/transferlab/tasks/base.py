@@ -6,7 +6,7 @@ import random
 from typing import Protocol
 
 from transferlab.core import Example
-from transferlab.evaluate.extract import answer_line, final_answer, mentions, normalise
+from transferlab.evaluate.extract import answer_line, answer_region, names_only, normalise
 
 
 class Task(Protocol):
@@ -26,14 +26,16 @@ class Task(Protocol):
 
 
 def grade_exact(example: Example, response: str) -> bool:
-    """The final answer, stripped of decoration, equals the example's answer (case-insensitive); or,
-    where the task lists the candidate answers (`meta["candidates"]`), the final answer names the
-    right one and no other (so "I think it is red, but I am not sure" grades as red)."""
-    if normalise(example.answer) in (normalise(response), normalise(answer_line(response))):
-        return True
+    """Whether `response` gives the example's answer and only it; markup never matters.
+
+    Where the task lists the candidate answers (`meta["candidates"]`), the answer region (the line
+    after the last "Answer:" / "the answer is", else the whole response) must be the answer, or name
+    it and no other candidate: "I think it is red, but I am not sure" is red, while "red or blue" and
+    "pink red" are two answers and wrong, bold or not. Without candidates the final answer must equal
+    the example's answer (case, outer punctuation and spacing aside)."""
+    gold = normalise(example.answer)
     candidates = example.meta.get("candidates")
     if not candidates:
-        return False
-    said = final_answer(response)
-    return mentions(said, example.answer) and not any(
-        mentions(said, c) for c in candidates if c.lower() != example.answer.lower())
+        return gold in (normalise(response), normalise(answer_line(response)))
+    region = answer_region(response)
+    return normalise(region) == gold or names_only(region, example.answer, candidates)

@@ -38,7 +38,6 @@ log = logging.getLogger(__name__)
 MODES = ("choice", "free")
 INVENTED_START = date(2030, 1, 4)  # invented questions are dated weekly from here, five a week
 MAX_INVENTED = len(ORGS) * len(ORG_KINDS)  # invent_facts needs distinct subjects
-_ANSWER_MARKER = re.compile(r"\banswer\s*(?:is)?\s*[:：]\s*", re.IGNORECASE)
 
 
 def invented_questions(n: int, seed: int) -> list[Question]:
@@ -166,13 +165,9 @@ class RealtimeQA:
                 for split, questions in (("trained", self.trained), ("held_out", self.held_out))}
 
     def grade(self, example: Example, response: str) -> bool:
-        """`grade_exact`, plus one exact fallback: the line after the last "Answer:" is the answer.
-        (`grade_exact` ends that clause at ". ", which cuts answers like "Sen. JD Vance" short.)"""
-        if grade_exact(example, response):
-            return True
-        markers = list(_ANSWER_MARKER.finditer(response))
-        line = response[markers[-1].end():].split("\n", 1)[0] if markers else ""
-        return bool(line) and choice_key(line.replace("**", "")) == choice_key(example.answer)
+        """`grade_exact` against the choices: it reads the whole line after "Answer:", so answers
+        with a ". " inside ("Sen. JD Vance") survive, and naming a second choice is wrong."""
+        return grade_exact(example, response)
 
     def chance(self) -> float:
         """Choice mode: 1/len(choices), averaged over the task's questions. Free mode there is no

@@ -1,12 +1,13 @@
 """Grading an answer line against a puzzle's solution.
 
-The answer is read from the final answer (after "Answer:", else the last bold span, else the whole
-response): every token that looks like a move, in UCI (`e3e1`) or SAN (`Re1+`, `Rxe1#`, `O-O`),
-with move numbers and annotations dropped, notations mixed freely. The line must replay legally
-from the puzzle position and match the solution, the opponent's replies included; the replies may
-also be left out (then the solution's replies are played in between). Lichess's rule for mates
-holds: a solver move that checkmates is correct wherever it differs from the solution, so any
-mating move counts where the puzzle ends in mate.
+Markup is dropped first, so bold moves grade as plain ones. The answer is read from the final
+answer (the clause after "Answer:", else the whole response): every token that looks like a move,
+in UCI (`e3e1`) or SAN (`Re1+`, `Rxe1#`, `O-O`), with move numbers and annotations dropped,
+notations mixed freely, in ALL CAPS too (`E3E1`, `RXE1#`: the one legal move they spell). The
+line must replay legally from the puzzle position and match the solution, the opponent's replies
+included; the replies may also be left out (then the solution's replies are played in between).
+Lichess's rule for mates holds: a solver move that checkmates is correct wherever it differs from
+the solution, so any mating move counts where the puzzle ends in mate.
 """
 
 from __future__ import annotations
@@ -15,12 +16,22 @@ import re
 
 import chess
 
-from transferlab.evaluate.extract import final_answer
+from transferlab.evaluate.extract import final_answer, strip_markup
 
 _UCI = re.compile(r"^[a-h][1-8][a-h][1-8][qrbn]?$")
 _MOVE = re.compile(r"^(?:[KQRBN]?[a-h]?[1-8]?[x-]?[a-h][1-8](?:=?[QRBNqrbn])?|[a-h][1-8][a-h][1-8][qrbn]?"
                    r"|O-O(?:-O)?|0-0(?:-0)?)[+#]?$")
 _ANSWER_LINE = re.compile(r"(?:final answer|answer)\s*(?:is)?\s*[:：]\s*([^\n]*)", re.IGNORECASE)
+
+
+def readings(token: str) -> list[str]:
+    """How a token may be read: as written, and for an ALL CAPS token (`E3E1`, `RXE1#`, `E8=Q`) the
+    lower-case move and the piece move (`e3e1`, `rxe1#`/`Rxe1#`, `e8=q`/`E8=Q`)."""
+    if not token.isupper():
+        return [token]
+    low = token.lower()
+    promotion = re.sub(r"=([qrbn])", lambda m: m[0].upper(), low)
+    return list(dict.fromkeys([token, low, low[0].upper() + low[1:], promotion]))
 
 
 def move_tokens(text: str) -> list[str]:
@@ -29,7 +40,7 @@ def move_tokens(text: str) -> list[str]:
     for raw in re.split(r"[\s,;]+", text):
         token = re.sub(r"^\d+\.+", "", raw.strip(".()[]{}'\"`*"))
         token = token.rstrip("!?")
-        if _MOVE.match(token):
+        if any(_MOVE.match(reading) for reading in readings(token)):
             tokens.append(token)
     return tokens
 
@@ -37,14 +48,15 @@ def move_tokens(text: str) -> list[str]:
 def answer_tokens(response: str) -> list[str]:
     """Moves of the final answer; where that clause holds none (a move number cut it short, as in
     "Answer: 1... Re1+ 2. Rxe1 Rxe1#"), the moves of the rest of the answer's line."""
+    response = strip_markup(response)
     tokens = move_tokens(final_answer(response))
     if not tokens and (marks := list(_ANSWER_LINE.finditer(response))):
         tokens = move_tokens(marks[-1].group(1))
     return tokens
 
 
-def parse_move(board: chess.Board, token: str) -> chess.Move | None:
-    """A legal move from a UCI or SAN token, or None (illegal, ambiguous or not a move)."""
+def parse_one(board: chess.Board, token: str) -> chess.Move | None:
+    """A legal move from a UCI or SAN token as written, or None (illegal, ambiguous or not a move)."""
     text = token.rstrip("+#")
     if _UCI.match(text):
         move = chess.Move.from_uci(text)
@@ -54,6 +66,15 @@ def parse_move(board: chess.Board, token: str) -> chess.Move | None:
     except ValueError:
         return None
     return move if move else None  # a null move is no answer
+
+
+def parse_move(board: chess.Board, token: str) -> chess.Move | None:
+    """The legal move `token` spells: as written, else the one legal move its case readings give
+    (an ALL CAPS `BXC3` that is both a bishop and a pawn capture is ambiguous: None)."""
+    if (move := parse_one(board, token)) is not None:
+        return move
+    moves = {m for reading in readings(token)[1:] if (m := parse_one(board, reading)) is not None}
+    return moves.pop() if len(moves) == 1 else None
 
 
 def plays_solution(board: chess.Board, solution: tuple[str, ...], tokens: list[str]) -> bool:
