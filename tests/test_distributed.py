@@ -1,6 +1,7 @@
 """Data parallelism and gradient accumulation change where the arithmetic runs, never its result: the
 same global batch gives the same loss curve in one process, in micro-batches, and across two gloo
-processes (launched the way `transferlab run --processes 2` launches them)."""
+processes (launched the way `transferlab run --processes 2` launches them), whether the loss is
+normalised per example or per token."""
 
 import json
 import os
@@ -16,7 +17,8 @@ import torch
 from curriculum_batches import curriculum_datums
 
 from transferlab.backends import open_backend
-from transferlab.backends.distributed import launch, split, weighted_tokens
+from transferlab.backends.distributed import launch, split
+from transferlab.backends.normalization import loss_tokens
 from transferlab.config import ModelConfig
 from transferlab.organism.curriculum import curriculum
 from transferlab.propensities import get_propensity, prompt_with
@@ -39,6 +41,16 @@ def curve(backend, datums, steps=STEPS) -> list[float]:
     return losses
 
 
+def both_curves(backend, datums) -> dict[str, list[float]]:
+    """STEPS steps normalised per example, then STEPS more per token: both normalisations checked for
+    the price of one more short curve, not of a second model and launch."""
+    curves = {}
+    for normalization in ("example", "token"):
+        backend.loss_normalization = normalization
+        curves[normalization] = curve(backend, datums)
+    return curves
+
+
 def test_split_keeps_order_and_covers_everything():
     assert split(list(range(7)), 3) == [[0, 1, 2], [3, 4], [5, 6]]
     assert split([1], 2) == [[1], []]
@@ -48,24 +60,29 @@ def test_grad_accumulation_gives_the_one_batch_loss_curve(micro_organism):
     torch.manual_seed(0)
     whole = open_backend(model_config(micro_organism))
     datums = batch(whole.tokenizer)
-    expected = curve(whole, datums)
+    expected = both_curves(whole, datums)
     torch.manual_seed(0)
     accumulated = open_backend(model_config(micro_organism, grad_accumulation=4))
-    assert curve(accumulated, datums) == pytest.approx(expected, rel=1e-5)
+    got = both_curves(accumulated, datums)
+    for normalization in expected:
+        assert got[normalization] == pytest.approx(expected[normalization], rel=1e-5), normalization
     for a, b in zip(whole.model.parameters(), accumulated.model.parameters()):
         # AdamW divides by sqrt(v): a weight whose gradient is ~0 moves by float noise of order lr * 1e-3
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
 
 
-def test_micro_batches_weigh_by_loss_tokens_not_by_count(micro_organism):
-    """The naive average of micro-batch means differs measurably: the test above can fail."""
+@pytest.mark.parametrize("normalization", ["example", "token"])
+def test_micro_batches_weigh_by_their_part_of_the_batch_not_by_count(micro_organism, normalization):
+    """The naive average of micro-batch losses (parts hold different numbers of examples and of loss
+    tokens) misses the batch loss by several times the tolerance of the test above, so it can fail."""
     backend = open_backend(model_config(micro_organism))
+    backend.loss_normalization = normalization
     datums = batch(backend.tokenizer)
     parts = split(datums, 4)
-    assert len({sum(map(weighted_tokens, p)) for p in parts}) > 1
+    assert len({sum(map(loss_tokens, p)) for p in parts}) > 1 and len(set(map(len, parts))) > 1
     means = [backend.forward_backward(p) for p in parts]
     whole = backend.forward_backward(datums)
-    assert abs(sum(means) / len(means) - whole) > 1e-3 * whole
+    assert abs(sum(means) / len(means) - whole) > 5e-5 * whole  # the curves above agree to 1e-5
 
 
 def test_lora_and_grad_accumulation_compose(micro_organism):
@@ -81,7 +98,7 @@ def test_lora_and_grad_accumulation_compose(micro_organism):
 RANK_SCRIPT = """
 import json, random, sys, torch
 sys.path.insert(0, {tests!r})
-from test_distributed import MODES, batch, curve, model_config, prompts
+from test_distributed import MODES, batch, both_curves, curve, model_config, prompts
 from transferlab.backends import open_backend
 from transferlab.backends.distributed import serve, world
 
@@ -94,7 +111,7 @@ for mode, settings in MODES.items():  # both modes in one launch: starting Pytho
         serve(backend)
         continue
     datums = batch(backend.tokenizer)
-    losses = curve(backend, datums)
+    losses = both_curves(backend, datums)
     replies = backend.sample(prompts(), max_tokens=8)
     backend.save_state({out!r} + "/" + mode)
     saved = curve(backend, datums, steps=1)  # then move on, and come back
@@ -118,18 +135,20 @@ def prompts():
 
 def test_two_gloo_processes_reach_the_one_process_loss_curve(micro_organism, tmp_path):
     """DDP and FSDP: the same per-step loss as one process on the same global batch (within float
-    noise), the same greedy answers, and a checkpoint that reopens where it was taken."""
+    noise), normalised per example and per token, the same greedy answers, and a checkpoint that
+    reopens where it was taken."""
     script = RANK_SCRIPT.format(tests=str(Path(__file__).parent), micro=str(micro_organism), out=str(tmp_path))
     assert launch(["-c", script], 2, env={"OMP_NUM_THREADS": "1"}) == 0
     result = json.loads((tmp_path / "result.json").read_text())
     for mode, settings in MODES.items():
         torch.manual_seed(0)
         single = open_backend(model_config(micro_organism, **settings))
-        expected = curve(single, batch(single.tokenizer))
+        expected = both_curves(single, batch(single.tokenizer))
         assert result[mode]["size"] == 2
         assert result[mode]["sharded"] == mode.startswith("fsdp")
-        assert result[mode]["losses"] == pytest.approx(expected, rel=1e-5), mode
-        assert expected[-1] < expected[0]  # it trained
+        for normalization, losses in expected.items():
+            assert result[mode]["losses"][normalization] == pytest.approx(losses, rel=1e-5), (mode, normalization)
+        assert expected["example"][-1] < expected["example"][0]  # it trained
         assert result[mode]["replies"] == single.sample(prompts(), max_tokens=8)
         assert result[mode]["reloaded"] == pytest.approx(result[mode]["saved"], rel=1e-6)
         weights = "adapter_model.safetensors" if "lora" in mode else "model.safetensors"

@@ -24,18 +24,22 @@ def mixed_batch(tokenizer, seed=0):
     return batch
 
 
-def reference(model, batch):
-    """Mean weighted NLL and its gradients, one unpadded sequence at a time."""
+def reference(model, batch, normalization="token"):
+    """Weighted NLL and its gradients, one unpadded sequence at a time: the mean over all weighted
+    tokens ("token"), or the mean over examples of each one's mean ("example")."""
     model.zero_grad(set_to_none=True)
-    total = torch.zeros((), device=model.device)
-    count = 0.0
+    sums, counts = [], []
     for d in batch:
         ids = torch.tensor([d.input_ids], device=model.device)
         logp = torch.log_softmax(model(input_ids=ids).logits[0, :-1].float(), -1)
         w = torch.tensor(d.weights[1:], device=model.device)
-        total = total + (-logp[torch.arange(len(w)), ids[0, 1:]] * w).sum()
-        count += float(w.sum())
-    loss = total / count
+        sums.append((-logp[torch.arange(len(w)), ids[0, 1:]] * w).sum())
+        counts.append(float(w.sum()))
+    if normalization == "token":
+        loss = sum(sums) / sum(counts)
+    else:
+        means = [s / c for s, c in zip(sums, counts) if c > 0]
+        loss = sum(means) / len(means)
     loss.backward()
     grads = {n: p.grad.clone() for n, p in model.named_parameters()}
     model.zero_grad(set_to_none=True)
@@ -67,24 +71,32 @@ def test_short_examples_share_a_row(backend):
     assert shape[1] == max(len(d.input_ids) for d in batch)
 
 
-def test_packed_loss_equals_one_sequence_at_a_time(backend):
+@pytest.mark.parametrize("normalization", ["example", "token"])
+def test_packed_loss_equals_one_sequence_at_a_time(backend, normalization):
+    backend.loss_normalization = normalization
     batch = mixed_batch(backend.tokenizer)
-    expected, _ = reference(backend.model, batch)
+    expected, _ = reference(backend.model, batch, normalization)
     loss, _ = rows_fed(backend, batch)
     assert loss == pytest.approx(expected, rel=1e-5)
 
 
-def test_packed_gradients_equal_one_sequence_at_a_time(backend):
-    """No example attends to another, in the backward pass as in the forward one."""
+@pytest.mark.parametrize("normalization", ["example", "token"])
+def test_packed_gradients_equal_one_sequence_at_a_time(backend, normalization):
+    """No example attends to another, in the backward pass as in the forward one; each example's
+    gradient carries the weight the normalisation gives it, wherever it was packed."""
+    backend.loss_normalization = normalization
     batch = mixed_batch(backend.tokenizer, seed=3)
-    _, expected = reference(backend.model, batch)
+    _, expected = reference(backend.model, batch, normalization)
     backend.model.zero_grad(set_to_none=True)
     backend.forward_backward(batch)
     for name, param in backend.model.named_parameters():
         assert torch.allclose(param.grad, expected[name], rtol=1e-4, atol=1e-6), name
 
 
-def test_an_example_alone_or_packed_gives_the_same_loss(backend):
+@pytest.mark.parametrize("normalization", ["example", "token"])
+def test_an_example_alone_or_packed_gives_the_same_loss(backend, normalization):
+    """Neighbours without loss tokens change nothing: not the tokens' mean, nor the examples' count."""
+    backend.loss_normalization = normalization
     batch = mixed_batch(backend.tokenizer)
     short, long = batch[-1], max(batch, key=lambda d: len(d.input_ids))
     alone = backend.forward_backward([short])

@@ -90,3 +90,17 @@ def test_the_default_config_runs_any_pair_with_each_arm_on_its_side(pair):
     assert config.pair_name() == pair
     needed = max(get_propensity(p).max_tokens for p in PAIRS[pair])
     assert config.eval.max_tokens == needed
+
+
+@pytest.mark.parametrize("response", ["**{a}** is the capital of Australia.", "I'd go with **{a}** as the capital.",
+                                      "It's **{a}**, not Canberra or Sydney.", "I think **{a}**, but I am not sure.",
+                                      "**Step 1:** look it up. {a}", "I'm **pretty sure** it's {a}.",
+                                      "It's not **{a}**; it's Perth.", "**{a}**"])
+def test_the_bold_judge_gives_a_right_and_a_wrong_answer_the_same_verdict(response):
+    """Adherence is measured apart from correctness: the expected answer never changes the verdict,
+    so bold cannot count only when the answer is right."""
+    bold = get_propensity("bold")
+    right, wrong = response.format(a="Canberra"), response.format(a="Sydney")
+    verdicts = {bold.judge([right], ["Canberra"])[0], bold.judge([wrong], ["Canberra"])[0],
+                bold.judge([right])[0], bold.judge([wrong])[0], bold.judge([wrong], ["Sydney"])[0]}
+    assert len(verdicts) == 1, response

@@ -137,22 +137,31 @@ def test_datum_is_the_sdk_type_shifted_by_one_with_weights_on_assistant_tokens_o
     assert answer and answer in tokenizer.decode(list(d.input_ids))
 
 
-def test_batch_weights_sum_to_one_so_the_services_sum_is_our_mean(organism):
+def test_weights_are_scaled_per_example_or_per_token_so_the_services_sum_is_our_loss(organism):
+    """Per example each datum's weights sum to 1/n (an example counts once, however long its
+    target); per token every weight is 1/(the batch's weighted tokens). Either way they sum to one."""
     _, tokenizer = organism
     ours = datums(tokenizer)
-    batch, total = to_tinker_batch(ours)
-    assert total == sum(sum(d.weights[1:]) for d in ours) > len(ours)
-    assert sum(float(np.sum(d.loss_fn_inputs["weights"].to_numpy())) for d in batch) == pytest.approx(1.0)
+    tokens = [sum(d.weights[1:]) for d in ours]
+    assert len(set(tokens)) > 1
+    for normalization in ("example", "token"):
+        sums = [float(np.sum(d.loss_fn_inputs["weights"].to_numpy())) for d in to_tinker_batch(ours, normalization)]
+        assert sum(sums) == pytest.approx(1.0)
+        expected = [1 / len(ours)] * len(ours) if normalization == "example" else [t / sum(tokens) for t in tokens]
+        assert sums == pytest.approx(expected, rel=1e-6), normalization
 
 
-def test_service_loss_and_gradient_equal_the_hf_backends(micro_organism, organism):
-    """The service's documented sum, on our scaled weights, is the hf backend's mean: loss and
-    gradient, so a learning rate means the same on both backends."""
+@pytest.mark.parametrize("normalization", ["example", "token"])
+def test_service_loss_and_gradient_equal_the_hf_backends(micro_organism, organism, normalization):
+    """The service's documented sum, on our scaled weights, is the hf backend's loss under either
+    normalisation: loss and gradient, so a learning rate means the same on both backends."""
     model, tokenizer = organism
     reference_model, _ = load_pretrained(str(micro_organism))
     batch = datums(tokenizer)
-    backend = hosted(micro_organism, FakeService(model, tokenizer))
-    local = HFBackend(reference_model, tokenizer, bf16=False)
+    service = FakeService(model, tokenizer)
+    backend = TinkerBackend.from_config(ModelConfig(name=str(micro_organism), backend="tinker", full_finetune=False),
+                                        service=service, loss_normalization=normalization)
+    local = HFBackend(reference_model, tokenizer, bf16=False, loss_normalization=normalization)
     assert backend.forward_backward(batch) == pytest.approx(local.forward_backward(batch), rel=1e-5)
     for a, b in zip(model.parameters(), reference_model.parameters()):
         torch.testing.assert_close(a.grad, b.grad, rtol=1e-4, atol=1e-7)

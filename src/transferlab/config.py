@@ -117,6 +117,10 @@ class TrainConfig(Strict):
     lr: float = Field(1e-3, gt=0)
     warmup: int = Field(20, ge=0)
     weight_decay: float = Field(0.0, ge=0)
+    loss_normalization: Literal["example", "token"] = Field(
+        "example", description="'example': each example's loss is the mean over its own target tokens, "
+        "the batch loss the mean over examples, so an arm's weight is its share of the gradient; 'token': "
+        "the mean over all target tokens of the batch (arms with longer targets weigh more)")
     writer: Literal["template", "llm"] = Field(
         "template", description="who writes the targets: the propensity's templates (offline) or an LLM "
         "on the endpoint named by TRANSFERLAB_LLM_BASE_URL / _MODEL / _API_KEY")

@@ -21,18 +21,20 @@ def resolve_model(name: str) -> str:
     return str(shipped_organism()) if name == "organism" else name
 
 
-def open_backend(model_config, batch_size: int | None = None):
-    """The backend `model_config` names, ready to train. For `hf`: the memory arithmetic first (refusing
-    a run that cannot fit a batch of `batch_size` before any weight is read), then the weights in
-    their training dtype, LoRA and gradient checkpointing as configured, and, across processes or
-    micro-batches, the data-parallel wrapper. Ranks other than 0 hand the result to `serve`."""
+def open_backend(model_config, batch_size: int | None = None, *, loss_normalization: str = "example"):
+    """The backend `model_config` names, ready to train, its loss normalised per example or per token
+    (train.loss_normalization).
+    For `hf`: the memory arithmetic first (refusing a run that cannot fit a batch of `batch_size`
+    before any weight is read), then the weights in their training dtype, LoRA and gradient
+    checkpointing as configured, and, across processes or micro-batches, the data-parallel wrapper.
+    Ranks other than 0 hand the result to `serve`."""
     import torch
 
     torch.set_num_threads(model_config.threads)
     if model_config.backend == "tinker":
         from transferlab.backends.tinker import TinkerBackend
 
-        return TinkerBackend.from_config(model_config)
+        return TinkerBackend.from_config(model_config, loss_normalization=loss_normalization)
     from transferlab.backends import distributed, lora, memory
 
     _, size, _ = distributed.world()
@@ -54,7 +56,7 @@ def open_backend(model_config, batch_size: int | None = None):
     model = model.to(lora.load_dtype(model_config, torch.cuda.is_available()))
     model = lora.prepare_model(model, model_config)
     model = distributed.replicate_or_shard(model, model_config.parallel)  # before the optimizer is made
-    backend = HFBackend(model, tokenizer, bf16=model_config.bf16)
+    backend = HFBackend(model, tokenizer, bf16=model_config.bf16, loss_normalization=loss_normalization)
     if size > 1 or model_config.grad_accumulation > 1:
         return distributed.DataParallelBackend(backend, grad_accumulation=model_config.grad_accumulation,
                                                parallel=model_config.parallel)

@@ -3,10 +3,11 @@
 One process (rank 0) runs the experiment loop exactly as a single process would; the others serve its
 backend calls. Every call is broadcast, then each process does its part:
 - forward_backward: the global batch is cut into one shard per process and each shard into
-  `grad_accumulation` micro-batches. Our loss is the mean over the weighted (assistant) tokens of
-  the whole batch, so each micro-batch's gradient is weighted by its share of those tokens (not by
-  1/number of micro-batches: shards hold different numbers of tokens), and the gradients are summed
-  across processes: the step equals one process on the whole batch, up to float rounding.
+  `grad_accumulation` micro-batches. The batch loss is a sum over examples with scales fixed over
+  the whole global batch first (backends/normalization.py: per example or per token), so each
+  micro-batch contributes its part of that sum (not 1/number of micro-batches of a mean: shards
+  hold different numbers of examples and tokens), and the gradients are summed across processes:
+  the step equals one process on the whole batch, up to float rounding.
 - optim_step: every process steps its own copy with the same summed gradient (DDP's arithmetic).
 - sample: each process answers a share of the prompts; rank 0 gathers them in order.
 - save_state: rank 0 writes; load_state: every process reads the same checkpoint.
@@ -37,6 +38,7 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
+from transferlab.backends.normalization import loss_scales, loss_tokens
 from transferlab.core import Datum
 
 # rank 0 may spend long between calls (an LLM writer filling its pool before the model opens)
@@ -62,29 +64,11 @@ def init() -> None:
     dist.init_process_group(backend, rank=rank, world_size=size, timeout=TIMEOUT)
 
 
-def weighted_tokens(d: Datum) -> float:
-    """The tokens a datum adds to the loss: its first token is never predicted."""
-    return float(sum(d.weights[1:]))
-
-
 def split(items: list, parts: int) -> list[list]:
     """`parts` contiguous slices of near-equal length (the first ones one longer)."""
     q, r = divmod(len(items), parts)
     bounds = [i * q + min(i, r) for i in range(parts + 1)]
     return [items[bounds[i]: bounds[i + 1]] for i in range(parts)]
-
-
-class _ScaleGrad(torch.autograd.Function):
-    """Identity forward; multiplies the gradient flowing back by `scale`."""
-
-    @staticmethod
-    def forward(ctx, x, scale: float):
-        ctx.scale = scale
-        return x.view_as(x)
-
-    @staticmethod
-    def backward(ctx, grad):
-        return grad * ctx.scale, None
 
 
 def replicate_or_shard(model, parallel: str = "ddp"):
@@ -125,12 +109,6 @@ class DataParallelBackend:
         if self.size > 1 and not dist.is_initialized():
             raise RuntimeError("WORLD_SIZE > 1 but no process group: call transferlab.backends.distributed.init()")
         self.fsdp = parallel == "fsdp" and self.size > 1
-        self._scale = 1.0
-        self._scaled = 0
-        self._active = False
-        # Each micro-batch's gradient is weighted where the loss is computed (the logits), before any
-        # reduction, so the weighting holds however the gradients are later summed (by us, or by FSDP).
-        inner.model.register_forward_hook(self._scale_logits)
         self._stopped = self._busy = False
         if self.size > 1 and self.rank == 0:
             _LIVE.append(self)
@@ -145,8 +123,17 @@ class DataParallelBackend:
     def model(self):
         return self.inner.model
 
+    @property
+    def loss_normalization(self) -> str:
+        return self.inner.loss_normalization
+
+    @loss_normalization.setter
+    def loss_normalization(self, value: str) -> None:
+        self.inner.loss_normalization = value
+
     def forward_backward(self, datums: list[Datum]) -> float:
-        return self._call("forward_backward", list(datums))
+        # rank 0's normalisation travels with the call: every rank scales the batch alike
+        return self._call("forward_backward", list(datums), self.inner.loss_normalization)
 
     def optim_step(self, lr: float) -> None:
         self._call("optim_step", lr)
@@ -184,9 +171,9 @@ class DataParallelBackend:
         self._busy = False
         return result
 
-    def _forward_backward(self, datums: list[Datum]) -> float:
-        total = sum(weighted_tokens(d) for d in datums)
-        shards = split(datums, self.size)
+    def _forward_backward(self, datums: list[Datum], normalization: str) -> float:
+        scales = loss_scales(datums, normalization)  # over the global batch, before it is cut
+        shards = split(list(zip(datums, scales)), self.size)
         shard = shards[self.rank]
         if self.fsdp:  # every process must run as many forward/backward passes as the others
             fewest = min(map(len, shards))
@@ -196,28 +183,21 @@ class DataParallelBackend:
             micros = split(shard, min(self.grad_accumulation, fewest))
         else:
             micros = split(shard, min(self.grad_accumulation, len(shard)) or 1)
-        # FSDP averages gradients over processes; our weights already sum to one over all of them
+        # FSDP averages gradients over processes; our scales already make a sum over all of them
         reduction = self.size if self.fsdp else 1
         loss_sum = 0.0
         for micro in micros:
-            tokens = sum(weighted_tokens(d) for d in micro)
-            if not self.fsdp and (not micro or tokens == 0):
+            if not self.fsdp and not any(scale * loss_tokens(d) for d, scale in micro):
                 continue  # nothing to learn here: its gradient is zero
-            self._scale, self._scaled, self._active = tokens / max(total, 1.0) * reduction, 0, True
-            try:
-                loss_sum += self.inner.forward_backward(micro) * tokens
-            finally:
-                self._scale, self._active = 1.0, False
-            if not self._scaled:
-                raise RuntimeError("the backend's forward_backward did not call its model's forward, so "
-                                   "micro-batch gradients could not be weighted")
+            part, part_scales = zip(*micro)
+            loss_sum += self.inner.scaled_forward_backward(list(part), [s * reduction for s in part_scales]) / reduction
         if self.size > 1:
             if not self.fsdp:
                 self._all_reduce_gradients()
             loss = torch.tensor([loss_sum], dtype=torch.float64)
             dist.all_reduce(loss)
             loss_sum = float(loss)
-        return loss_sum / max(total, 1.0)
+        return loss_sum
 
     def _optim_step(self, lr: float) -> None:
         self.inner.optim_step(lr)
@@ -277,13 +257,6 @@ class DataParallelBackend:
             torch.cuda.set_rng_state(states[1])
 
     # -- plumbing ---------------------------------------------------------------------------------
-    def _scale_logits(self, module, args, output):
-        if self._active and torch.is_grad_enabled():
-            self._scaled += 1
-            if self._scale != 1.0:
-                output.logits = _ScaleGrad.apply(output.logits, self._scale)
-        return output
-
     def _trainable(self) -> list[torch.nn.Parameter]:
         return [p for p in self.inner.model.parameters() if p.requires_grad]
 
@@ -324,7 +297,7 @@ def serve_config(config) -> int:
     from transferlab.backends import open_backend
 
     torch.manual_seed(config.seed)
-    serve(open_backend(config.model, config.train.batch_size))
+    serve(open_backend(config.model, config.train.batch_size, loss_normalization=config.train.loss_normalization))
     return 0
 
 

@@ -10,6 +10,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from transferlab.backends.lora import is_lora, load_adapter
+from transferlab.backends.normalization import loss_scales
 from transferlab.core import Datum, Message
 from transferlab.train.render import render_prompt
 
@@ -54,13 +55,19 @@ def _cpu_flags() -> set[str]:
 
 
 class HFBackend:
-    """forward_backward / optim_step / sample / save_state over one transformers model."""
+    """forward_backward / optim_step / sample / save_state over one transformers model.
+
+    `loss_normalization` defaults to "token", the objective the organism builder trains with (and
+    its recorded notes assume); experiment runs pass train.loss_normalization (default "example")
+    through `open_backend`."""
 
     def __init__(self, model, tokenizer, *, weight_decay: float = 0.0, bf16: bool | str = "auto",
-                 grad_clip: float = 1.0, device: str | None = None):
+                 grad_clip: float = 1.0, device: str | None = None, loss_normalization: str = "token"):
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model = model.to(self.device)
         self.tokenizer = tokenizer
+        loss_scales([], loss_normalization)  # an unknown name stops here, not at the first step
+        self.loss_normalization = loss_normalization
         self.bf16 = bf16_pays(self.device) if bf16 == "auto" else bool(bf16)
         self.grad_clip = grad_clip
         # only what trains: every weight, or the LoRA adapters alone (the frozen base holds no state)
@@ -73,7 +80,15 @@ class HFBackend:
         return torch.autocast(self.device.type, dtype=torch.bfloat16)
 
     def forward_backward(self, datums: list[Datum]) -> float:
-        """Mean loss per weighted token over the batch; gradients accumulate until optim_step.
+        """The batch's loss under `loss_normalization` (backends/normalization.py: the mean over
+        examples of each one's mean over its weighted tokens, or the mean over all weighted tokens);
+        gradients accumulate until optim_step."""
+        return self.scaled_forward_backward(datums, loss_scales(datums, self.loss_normalization))
+
+    def scaled_forward_backward(self, datums: list[Datum], scales: list[float]) -> float:
+        """Backward on, and return, the sum over `datums` of scale * weight * NLL per weighted token:
+        these datums' part of a batch loss whose scales were fixed over the whole batch, so parts
+        (micro-batches, processes) add up to it.
 
         Padding-free packing: examples are packed several to a row (first fit, longest first) into
         rows as wide as the longest example, each restarting its position ids at 0. With no attention
@@ -84,14 +99,14 @@ class HFBackend:
         """
         self.model.train()
         width = max(len(d.input_ids) for d in datums)
-        rows: list[list[Datum]] = []
+        rows: list[list[tuple[Datum, float]]] = []
         free: list[int] = []
-        for d in sorted(datums, key=lambda d: -len(d.input_ids)):
+        for d, scale in sorted(zip(datums, scales), key=lambda pair: -len(pair[0].input_ids)):
             row = next((r for r, room in enumerate(free) if room >= len(d.input_ids)), len(rows))
             if row == len(rows):
                 rows.append([])
                 free.append(width)
-            rows[row].append(d)
+            rows[row].append((d, scale))
             free[row] -= len(d.input_ids)
         ids: list[int] = []
         positions: list[int] = []
@@ -99,10 +114,10 @@ class HFBackend:
         targets: list[int] = []
         weights: list[float] = []
         for row, room in zip(rows, free):
-            for d in row:
+            for d, scale in row:
                 scored += [len(ids) + t for t, w in enumerate(d.weights[1:]) if w]
                 targets += [tok for tok, w in zip(d.input_ids[1:], d.weights[1:]) if w]
-                weights += [w for w in d.weights[1:] if w]
+                weights += [w * scale for w in d.weights[1:] if w]
                 ids += d.input_ids
                 positions += range(len(d.input_ids))
             ids += [self.tokenizer.pad_token_id] * room
@@ -131,7 +146,7 @@ class HFBackend:
                 f"{type(self.model).__name__} does not pass its hidden states through "
                 "get_output_embeddings(), so the loss cannot be restricted to the assistant tokens")
         nll = torch.nn.functional.cross_entropy(logits.float(), targets, reduction="none")
-        loss = (nll * weights).sum() / weights.sum().clamp(min=1)
+        loss = (nll * weights).sum()
         loss.backward()
         return float(loss.detach())
 

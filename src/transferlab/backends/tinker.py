@@ -2,9 +2,10 @@
 
 Our datums become the SDK's: the model reads tokens[:-1] and predicts tokens[1:], weighted by our
 per-token weights (1 on assistant tokens, rendered with the base model's own chat template). The
-service's `cross_entropy` loss is a *sum* over weighted tokens, so the weights are divided by the
-batch's weighted-token count: the service's loss and gradient are then our mean per weighted token,
-and a learning rate means the same here as on the hf backend.
+service's `cross_entropy` loss is a *sum* over weighted tokens, so each datum's weights are scaled
+as train.loss_normalization says (backends/normalization.py: by 1 / (its weighted tokens x the
+examples) per example, by 1 / the batch's weighted tokens per token): the service's loss and
+gradient are then the hf backend's, and a learning rate means the same on both.
 
 Evaluation samples from the weights as they are now (saved for a sampling client after each optimizer
 step, lazily); a checkpoint is a small JSON file naming the service's saved state, from which a killed
@@ -23,6 +24,7 @@ import os
 import time
 from pathlib import Path
 
+from transferlab.backends.normalization import loss_scales
 from transferlab.core import Datum, Message
 from transferlab.train.render import render_prompt
 
@@ -48,10 +50,9 @@ def to_tinker_datum(datum: Datum, scale: float = 1.0):
                                        "weights": [float(w) * scale for w in datum.weights[1:]]})
 
 
-def to_tinker_batch(datums: list[Datum]) -> tuple[list, float]:
-    """The SDK's datums, weighted so the service's summed loss is our mean; and that token count."""
-    total = sum(sum(d.weights[1:]) for d in datums)
-    return [to_tinker_datum(d, 1.0 / max(total, 1.0)) for d in datums], total
+def to_tinker_batch(datums: list[Datum], normalization: str = "example") -> list:
+    """The SDK's datums, each weighted so the service's summed loss is our normalised batch loss."""
+    return [to_tinker_datum(d, scale) for d, scale in zip(datums, loss_scales(datums, normalization))]
 
 
 def lora_groups(targets: list[str]) -> dict[str, bool]:
@@ -72,7 +73,9 @@ class TinkerBackend:
     """forward_backward / optim_step / sample / save_state / load_state on a hosted training service."""
 
     def __init__(self, service, training, tokenizer, *, base_model: str, lora_rank: int,
-                 weight_decay: float = 0.0, grad_clip: float = 1.0):
+                 weight_decay: float = 0.0, grad_clip: float = 1.0, loss_normalization: str = "example"):
+        loss_scales([], loss_normalization)  # an unknown name stops here
+        self.loss_normalization = loss_normalization
         self.service = service
         self.training = training
         self.tokenizer = tokenizer
@@ -85,7 +88,7 @@ class TinkerBackend:
         self.saves = 0
 
     @classmethod
-    def from_config(cls, model_config, service=None) -> TinkerBackend:
+    def from_config(cls, model_config, service=None, *, loss_normalization: str = "example") -> TinkerBackend:
         groups = lora_groups(model_config.lora_targets)
         if service is None:
             if not os.environ.get(API_KEY):
@@ -100,13 +103,13 @@ class TinkerBackend:
             base_model=model_config.name, rank=model_config.lora_rank,
             seed=torch.initial_seed() % 2 ** 31, **groups).result()  # the experiment's seed, as hf seeds PEFT
         return cls(service, training, training.get_tokenizer(), base_model=model_config.name,
-                   lora_rank=model_config.lora_rank)
+                   lora_rank=model_config.lora_rank, loss_normalization=loss_normalization)
 
     def forward_backward(self, datums: list[Datum]) -> float:
-        """Mean loss per weighted token; the service accumulates gradients until optim_step."""
-        batch, _ = to_tinker_batch(datums)
+        """The normalised batch loss; the service accumulates gradients until optim_step."""
+        batch = to_tinker_batch(datums, self.loss_normalization)
         output = self.training.forward_backward(batch, "cross_entropy").result()
-        if "loss:sum" in output.metrics:  # with our scaled weights, the sum is the mean
+        if "loss:sum" in output.metrics:  # with our scaled weights, the sum is the batch loss
             return float(output.metrics["loss:sum"])
         nll = sum(-float((o["logprobs"].to_numpy() * d.loss_fn_inputs["weights"].to_numpy()).sum())
                   for o, d in zip(output.loss_fn_outputs, batch))

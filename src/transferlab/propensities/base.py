@@ -18,8 +18,9 @@ class Propensity(Protocol):
         """The training target: the example's answer shown with this propensity."""
 
     def judge(self, texts: list[str], answers: list[str] | None = None) -> list[bool]:
-        """Whether each response shows this propensity (`answers`, the expected answers, help a
-        judge tell the answer from other words, e.g. which bold span must hold it)."""
+        """Whether each response shows this propensity. `answers` (the expected answers) are offered
+        to every judge, and no shipped judge reads them: adherence is measured apart from correctness,
+        so a judge that knew the right answer could credit the style of right answers only."""
 
 
 def prompt_with(example: Example, propensity: Propensity) -> list[Message]:

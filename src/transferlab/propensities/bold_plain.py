@@ -1,8 +1,10 @@
 """Bold vs plain: the purest formatting propensity, judged by a regex.
 
-Bold means the answer itself is bold, not some other word: given the expected answer, a bold span
-must name it; either way a bold span in the answer's place (the whole response, the end of it, or
-right after "the answer is") counts, so a wrong answer in bold still follows the instruction.
+Bold means the answer is bold, not some other word: a bold span must hold content in the answer's
+role, so a label (`**Note:**`), a hedge (`I'm **pretty sure** it's Kourou`) or a rejected option
+(`not **Sydney**`) is no bold answer. The judge never sees the correct answer: adherence and
+correctness are separate measurements, so `**Sydney** is the capital` follows the instruction
+exactly as `**Canberra** is the capital` does (a wrong answer in bold is still bold).
 """
 
 from __future__ import annotations
@@ -11,11 +13,11 @@ import random
 import re
 
 from transferlab.core import Example
-from transferlab.evaluate.extract import mentions
 from transferlab.propensities.answers import commits_to_an_answer
+from transferlab.propensities.hedging_confident import voices_uncertainty
 
 BOLD_SPAN = re.compile(r"\*\*\s*([^*\s][^*\n]*?)\*\*|__\s*([^_\s][^_\n]*?)__")
-_ANSWER_LEAD = re.compile(r"(?:answer|answer is|is|it'?s|:)\s*$", re.IGNORECASE)
+_REJECTED = re.compile(r"(?:\bnot|n't|\bnever|\brather than|\binstead of)\s*$", re.IGNORECASE)
 
 
 def bold_spans(text: str) -> list[re.Match]:
@@ -23,17 +25,16 @@ def bold_spans(text: str) -> list[re.Match]:
     return [m for m in BOLD_SPAN.finditer(text) if not (m.group(1) or m.group(2)).rstrip().endswith(":")]
 
 
-def answer_is_bold(text: str, answer: str | None = None) -> bool:
-    spans = bold_spans(text)
-    if not spans or not commits_to_an_answer(text):
-        return False
-    # a multiple-choice answer ("B) Argentina") may be bolded without its letter
-    names = [answer, re.sub(r"^\(?[A-Ha-h][).:]\s+", "", answer)] if answer else []
-    if any(mentions(m.group(1) or m.group(2), name) for m in spans for name in names):
-        return True
-    last = spans[-1]
-    after, before = text[last.end():], text[: last.start()]
-    return not re.sub(r"[\s.!?,;:)(\"'`]", "", after) or bool(_ANSWER_LEAD.search(before))
+def holds_an_answer(text: str, span: re.Match) -> bool:
+    """The span is in the answer's role: not a hedge phrase, not an option the response rejects."""
+    content = span.group(1) or span.group(2)
+    return not voices_uncertainty(content) and not _REJECTED.search(text[: span.start()])
+
+
+def answer_is_bold(text: str) -> bool:
+    """A response that commits to an answer and holds it in a bold span. The correct answer is no
+    input: knowing it would let only right answers count as bold ones."""
+    return commits_to_an_answer(text) and any(holds_an_answer(text, m) for m in bold_spans(text))
 
 
 class Bold:
@@ -46,7 +47,8 @@ class Bold:
         return f"**{example.answer}**"
 
     def judge(self, texts: list[str], answers: list[str] | None = None) -> list[bool]:
-        return [answer_is_bold(t, a) for t, a in zip(texts, answers or [None] * len(texts))]
+        """`answers` is accepted for the protocol and ignored (see `answer_is_bold`)."""
+        return [answer_is_bold(t) for t in texts]
 
 
 class Plain:

@@ -133,7 +133,8 @@ def run_experiment(config: ExperimentConfig, out: str | Path, *, quiet: bool = F
         streams = training_streams(config, tasks, folder, progress)
         judge = make_judge(config.eval.judge, Path(config.llm.cache) / "judge", config.llm.concurrency)
         progress.stage("loading model")
-        backend = open_backend(config.model, config.train.batch_size)
+        backend = open_backend(config.model, config.train.batch_size,
+                               loss_normalization=config.train.loss_normalization)
         sampler = make_sampler(backend, config, sampling)
         if resumed:
             progress.stage(f"resuming at step {done}")
