@@ -9,7 +9,7 @@ from pydantic import TypeAdapter
 from transferlab.propensities import PROPENSITIES
 from transferlab.tasks import TASKS
 from transferlab.tasks.chess.grading import grade_line
-from transferlab.tasks.chess.lichess import COLUMNS, load_puzzles
+from transferlab.tasks.chess.lichess import COLUMNS, PuzzleFileError, load_puzzles
 from transferlab.tasks.chess.puzzle import Puzzle, PuzzleFilter
 from transferlab.tasks.chess.solve import find_stockfish
 from transferlab.tasks.chess_puzzles import ChessPuzzles, guess_chance, render_line
@@ -60,6 +60,58 @@ def test_loader_reads_every_well_formed_row(tmp_path):
 def test_a_file_without_header_reads_the_same(tmp_path):
     puzzles, _ = load_puzzles(write_csv(tmp_path / "p.csv", GOOD, header=False), wide(), 100, 0)
     assert len(puzzles) == len(GOOD)
+
+
+# The layouts Lichess exports have come in: (header, the cells of a row in COLUMNS order -> the file's row).
+LAYOUTS = {
+    "11 columns, SortKey": (COLUMNS + ("SortKey",), lambda r: r + ["00001"]),
+    "11 columns, DailyDate first": (("DailyDate",) + COLUMNS, lambda r: ["2024-01-05"] + r),
+    "9 columns, no OpeningTags": (COLUMNS[:9], lambda r: r[:9]),
+    "reduced, reordered": (("Moves", "Themes", "Rating", "FEN", "PuzzleId"), lambda r: [r[2], r[7], r[3], r[1], r[0]]),
+}
+
+
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+def test_columns_are_read_by_the_header_in_any_layout(tmp_path, layout):
+    header, shape = LAYOUTS[layout]
+    path = tmp_path / "p.csv"
+    path.write_text("\n".join([",".join(header)] + [",".join(shape(list(r))) for r in GOOD]) + "\n")
+    puzzles, report = load_puzzles(path, PuzzleFilter(0, 4000, ("mateIn2", "fork"), 1, 20), 100, 0)
+    assert report.skipped == 0, report.summary()
+    assert sorted(puzzles, key=lambda p: p.id) == sorted(
+        (puzzle(r) for r in (MATE_IN_2, FORK)), key=lambda p: p.id)
+
+
+def test_a_header_without_a_needed_column_names_it_and_what_is_there(tmp_path):
+    path = tmp_path / "p.csv"
+    path.write_text("PuzzleId,FEN,Rating,Themes\n" + ",".join(MATE_IN_1[i] for i in (0, 1, 3, 7)) + "\n")
+    with pytest.raises(PuzzleFileError, match=r"p\.csv: the header has no Moves column; it names "
+                                              r"PuzzleId,FEN,Rating,Themes\. A puzzle file needs PuzzleId, FEN"):
+        load_puzzles(path, wide(), 10, 0)
+    path.write_text("PuzzleId,FEN,Moves,Rating\n" + ",".join(MATE_IN_1[:4]) + "\n")  # no Themes: fine unless filtered
+    assert [p.id for p in load_puzzles(path, wide(), 10, 0)[0]] == ["CJi0b"]
+    with pytest.raises(PuzzleFileError, match="no Themes column .themes is set"):
+        load_puzzles(path, PuzzleFilter(0, 4000, ("fork",), 1, 20), 10, 0)
+
+
+def test_a_file_without_header_keeps_the_positional_rule_with_or_without_opening_tags(tmp_path):
+    rows = [r[:9] for r in GOOD[:2]] + GOOD[2:] + [MATE_IN_1[:8]]
+    puzzles, report = load_puzzles(write_csv(tmp_path / "p.csv", rows, header=False), wide(), 100, 0)
+    assert len(puzzles) == len(GOOD) and report.skipped == 1
+    assert report.reasons == ["line 6: expected 10 columns (or 9, without OpeningTags), got 8"]
+
+
+def test_skips_are_counted_per_kind_and_every_skipped_line_is_kept(tmp_path):
+    bad = [["BADFEN", "not a fen"] + MATE_IN_1[2:]] * 3 + [MATE_IN_1[:5]] * 7 + [
+        ["NORATING", MATE_IN_1[1], MATE_IN_1[2], "high"] + MATE_IN_1[4:]]
+    path = write_csv(tmp_path / "p.csv", bad + [MATE_IN_1, MATE_IN_2])
+    _, report = load_puzzles(path, wide(), 100, 0)
+    assert report.skip_counts == {"bad FEN": 3, "wrong column count": 7, "bad rating": 1}
+    assert "11 skipped (wrong column count: 7, bad FEN: 3, bad rating: 1); first skipped: line 2:" in report.summary()
+    rows = report.skipped_rows()
+    assert [r["line"] for r in rows] == list(range(2, 13)) and len(report.reasons) == 5
+    assert rows[-1] == {"file": str(path), "line": 12, "kind": "bad rating",
+                        "reason": "rating 'high' is not a whole number"}
 
 
 def test_filters_on_rating_themes_and_line_length(tmp_path):

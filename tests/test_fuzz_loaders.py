@@ -155,6 +155,10 @@ def test_any_puzzle_file_gives_valid_puzzles_and_an_honest_report(folder, case):
     try:
         puzzles, report = load_puzzles(path, WIDE, 50, 0)
     except PuzzleFileError as err:
+        if "the header has no" in str(err):  # a header whose needed name was damaged: named, nothing promised
+            assert not intact and re.match(rf"{re.escape(str(path))}: the header has no [\w, ]+ columns?.*; it names ",
+                                           str(err)), str(err)
+            return
         assert kind == "zst-flip" and re.match(damaged, str(err)), str(err)
         return
     assert all(replays(p) for p in puzzles)
@@ -174,6 +178,9 @@ def test_a_puzzle_task_gives_gradable_examples_or_names_file_lines_and_fix(folde
         pool = task.pool
     except PuzzleFileError as err:
         message = str(err)
+        if message.startswith(f"{path}: the header has no "):  # a damaged header names the missing column
+            assert "A puzzle file needs PuzzleId, FEN, Moves, Rating" in message, message
+            return
         assert message.startswith(f"only {len(load_puzzles(path, WIDE, 6, 0)[0])} usable puzzle(s) in {path}")
         assert ("line " in message and "Fix or drop those rows" in message) or "widen" in message \
             or "database.lichess.org" in message, message

@@ -116,6 +116,78 @@ def test_a_folder_loads_every_jsonl_file_in_name_order(tmp_path):
     assert len(questions) == 6
 
 
+def test_a_byte_order_mark_does_not_cost_the_first_row(tmp_path):
+    path = tmp_path / "bom.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + "".join(json.dumps(row(i)) + "\n" for i in range(3)).encode())
+    questions, report = load_questions(str(path), tmp_path)
+    assert [q.id for q in questions] == ["q0", "q1", "q2"] and report.skipped == 0
+
+
+def test_a_trailing_empty_choice_is_dropped_not_the_question(tmp_path):
+    rows = [row(0, choices=["alpha 0", "beta 0", "gamma 0", ""]), row(1, choices=["alpha 1", "beta 1", " ", ""]),
+            row(2, choices=["alpha 2", "", "gamma 2"]), row(3, choices=["alpha 3", ""], answer=("1",))]
+    questions, report = load_questions(str(write_jsonl(tmp_path / "q.jsonl", rows)), tmp_path)
+    assert [(q.id, q.choices, q.answer) for q in questions] == [
+        ("q0", ("alpha 0", "beta 0", "gamma 0"), "alpha 0"), ("q1", ("alpha 1", "beta 1"), "alpha 1")]
+    assert report.repairs == {"a trailing empty choice (dropped)": 2}
+    assert report.skip_counts == {"bad choices": 2}  # an empty choice inside, or the answer itself empty
+
+
+def nota(i: int, answer_index: int) -> dict:
+    """Question i's "None of the above" variant, as in realtimeqa_public's *_qa_nota.jsonl: one option
+    replaced by "None of the above"; the answer is that option when the correct one was removed."""
+    choices = [f"beta {i}", f"gamma {i}", f"delta {i}", "None of the above"]
+    return {**row(i, choices=choices, answer=(str(answer_index),)), "question_id": f"q{i}_nota"}
+
+
+def test_a_nota_variant_shares_its_base_question_side_of_the_split(tmp_path):
+    folder = tmp_path / "weeks"
+    folder.mkdir()
+    write_jsonl(folder / "20240322_qa.jsonl", [row(i) for i in range(30)])
+    write_jsonl(folder / "20240322_qa_nota.jsonl", [nota(i, 3) for i in range(30)])
+    for seed in range(8):
+        task = task_on(folder, n_train=20, n_heldout=10, seed=seed)
+        trained = {q.id.removesuffix("_nota") for q in task.trained}
+        held_out = {q.id.removesuffix("_nota") for q in task.held_out}
+        assert not trained & held_out, (seed, trained & held_out)
+        assert (len(task.trained), len(task.held_out)) == (20, 10)
+    assert {q.group for q in task.trained + task.held_out if q.id.endswith("_nota")} <= trained | held_out
+
+
+def test_without_variants_the_split_is_the_plain_seeded_sample(quiz):
+    questions, _ = load_questions(str(quiz), quiz.parent)
+    picked = random.Random("realtime_qa-split:0").sample(questions, 30)
+    task = task_on(quiz)
+    assert (task.trained, task.held_out) == (picked[:20], picked[20:])
+
+
+def test_retrieval_and_prediction_files_are_named_once_not_skipped_row_by_row(tmp_path):
+    folder = tmp_path / "past"
+    folder.mkdir()
+    write_jsonl(folder / "20220617_qa.jsonl", [row(i) for i in range(4)])
+    write_jsonl(folder / "20220617_gcs.jsonl", [{"question_id": f"q{i}", "search_time": "2022/06/17/16:34",
+                                                 "search_result": [{"url": "u", "text": "t"}]} for i in range(900)])
+    write_jsonl(folder / "20220617_qa_closed_gpt3.jsonl", [{"question_id": f"q{i}", "prediction": ["1"]}
+                                                            for i in range(30)])
+    questions, report = load_questions(str(folder), tmp_path)
+    assert len(questions) == 4 and (report.rows, report.skipped) == (4, 0)
+    assert report.not_questions == ["20220617_gcs.jsonl (retrieval results)",
+                                    "20220617_qa_closed_gpt3.jsonl (model predictions)"]
+    assert report.summary().endswith("not question files, passed over: 20220617_gcs.jsonl (retrieval results), "
+                                     "20220617_qa_closed_gpt3.jsonl (model predictions)")
+
+
+def test_every_skipped_line_is_kept_for_the_run_folder(tmp_path):
+    rows = ["{oops"] * 7 + [row(0), row(1, answer=("9",))]
+    path = write_jsonl(tmp_path / "q.jsonl", rows)
+    _, report = load_questions(str(path), tmp_path)
+    assert len(report.reasons) == 5 and report.skip_counts == {"bad JSON": 7, "answer index out of range": 1}
+    skipped = report.skipped_rows()
+    assert [(r["file"], r["line"], r["kind"]) for r in skipped] == (
+        [(str(path), n, "bad JSON") for n in range(1, 8)] + [(str(path), 9, "answer index out of range")])
+    assert skipped[-1]["reason"] == "answer index out of range: index 9 with 4 choices"
+
+
 def test_a_missing_path_names_the_path_and_the_fix(tmp_path):
     with pytest.raises(DataUnavailable, match=r"not found at .*nowhere\.jsonl.*Set path to a \.jsonl file"):
         RealtimeQA(path=str(tmp_path / "nowhere.jsonl"))
@@ -336,3 +408,22 @@ def test_shared_realtime_qa_file_loads_and_grades(name):
             assert task.grade(example, response), (question.id, response)
         assert example.meta["candidates"][example.meta["answer_position"]] == example.answer
         assert not any(task.grade(example, c) for c in example.meta["candidates"] if c != example.answer)
+
+
+def test_the_run_folder_keeps_every_skipped_line_of_every_task(tmp_path):
+    from transferlab.config import load_config, make_tasks
+    from transferlab.results.run_folder import RunFolder
+    from transferlab.tasks.skipped import skipped_lines
+
+    quiz = write_jsonl(tmp_path / "quiz.jsonl", [row(i) for i in range(4)] + ["{oops"] * 6 + [row(9, answer=("7",))])
+    config_file = tmp_path / "c.toml"
+    config_file.write_text(f'[[arms]]\ntask = "realtime_qa"\npropensity = "bold"\n\n[[arms]]\ntask = "table_lookup"\n'
+                           f'propensity = "plain"\n\n[tasks.realtime_qa]\npath = "{quiz}"\nn_train = 2\n'
+                           f'n_heldout = 2\ncache_dir = "{tmp_path}"\n')
+    config = load_config(config_file)
+    folder = RunFolder(tmp_path / "run")
+    folder.write_skipped(skipped_lines(make_tasks(config)))
+    written = [json.loads(line) for line in (folder.path / "skipped.jsonl").read_text().splitlines()]
+    assert [(r["task"], r["file"], r["line"], r["kind"]) for r in written] == (
+        [("realtime_qa", str(quiz), n, "bad JSON") for n in range(5, 11)]
+        + [("realtime_qa", str(quiz), 11, "answer index out of range")])

@@ -141,6 +141,11 @@ class RunFolder:
     def write_jsonl(self, path: Path, rows: list[dict]) -> None:
         atomic_write(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
 
+    def write_skipped(self, rows: list[dict]) -> None:
+        """Every data-file line the tasks skipped (task, file, line, kind, reason), as skipped.jsonl."""
+        if rows:
+            self.write_jsonl(self.path / "skipped.jsonl", rows)
+
     def append_samples(self, rows: list[dict]) -> None:
         self.append_jsonl(self.samples, rows)
 

@@ -78,6 +78,25 @@ def evidence_step(question: Question) -> tuple[str, ...]:
     return tuple(sentences[:1])
 
 
+def split_by_group(questions: list[Question], n_train: int, n_heldout: int, seed: int
+                   ) -> tuple[list[Question], list[Question]]:
+    """(trained, held-out): a seeded draw of question groups (a question and its _nota variants),
+    each group on one side only, so no held-out question is a trained one with other options. The
+    trained side fills first; a group cut short by a full side leaves the rest of it unused. With
+    no variants this is the plain seeded sample of `n_train + n_heldout` questions."""
+    groups: dict[str, list[Question]] = {}
+    for question in questions:
+        groups.setdefault(question.split_group, []).append(question)
+    drawn = random.Random(f"realtime_qa-split:{seed}").sample(list(groups.values()),
+                                                               min(n_train + n_heldout, len(groups)))
+    trained: list[Question] = []
+    held_out: list[Question] = []
+    for group in drawn:
+        side, size = (trained, n_train) if len(trained) < n_train else (held_out, n_heldout)
+        side.extend(group[: size - len(side)])
+    return trained, held_out
+
+
 @dataclass
 class RealtimeQA:
     """Knobs: where the questions come from, which weeks, how they are asked, and the split."""
@@ -125,8 +144,13 @@ class RealtimeQA:
                 f"n_train + n_heldout = {wanted} but only {len(questions)} questions are available in "
                 f"{self.path or 'the invented questions'} ({self.report.summary()}); {fix}lower n_train or "
                 f"n_heldout, or widen start_date/end_date")
-        picked = random.Random(f"realtime_qa-split:{self.seed}").sample(questions, wanted)
-        self.trained, self.held_out = picked[: self.n_train], picked[self.n_train:]
+        self.trained, self.held_out = split_by_group(questions, self.n_train, self.n_heldout, self.seed)
+        if len(self.held_out) < self.n_heldout:
+            raise DataUnavailable(
+                f"n_train + n_heldout = {wanted} but the {len(questions)} questions in {self.path} make "
+                f"only {len(self.trained)} + {len(self.held_out)} once each question and its _nota variants "
+                f"stay on one side of the split ({self.report.summary()}); lower n_train or n_heldout, or "
+                f"widen start_date/end_date")
 
     # -- examples ---------------------------------------------------------------------------
     def shown_choices(self, question: Question) -> tuple[tuple[str, ...], int]:

@@ -6,6 +6,12 @@ Each row holds `question_id`, `question_date` (`2024/03/22` or `2024-03-22`), `q
 never stops halfway: a malformed row is skipped and counted in a `LoadReport` with its reason, and a
 row that is only irregular (a bare `"2"` answer, a choice listed twice, an id reused by another
 question) is mended and counted there too. A URL is downloaded once into a cache folder.
+
+The public repository holds more than quizzes: `*_qa_nota.jsonl` repeats each question of the week
+with one option replaced by "None of the above" (id `<base>_nota`), and the retrieval and baseline
+files (`*_gcs.jsonl`, `*_dpr.jsonl`, `*_qa_closed_gpt3.jsonl`, ...) hold search results or
+predictions, no questions. A `_nota` variant keeps its base question's `group`, so the split puts both
+on the same side; a file of retrieval results or predictions is named once in the report and not read.
 """
 
 from __future__ import annotations
@@ -28,7 +34,9 @@ FIELDS = ("question_id", "question_date", "question_source", "question_url", "qu
           "choices", "answer", "evidence")
 DATE_FORMATS = ("%Y/%m/%d", "%Y-%m-%d")
 PUBLIC_DATA = "https://github.com/realtimeqa/realtimeqa_public"
-MAX_REASONS = 5  # reasons kept verbatim in a report; the rest are only counted
+MAX_REASONS = 5  # reasons kept verbatim in a report's summary; the run folder's skipped.jsonl keeps all
+NOTA_SUFFIX = "_nota"  # a "None of the above" variant's id: its base question's id and this
+NOT_QUESTIONS = {"search_result": "retrieval results", "prediction": "model predictions"}  # key -> what the file holds
 
 
 class DataUnavailable(ValueError):
@@ -54,10 +62,15 @@ class Question:
     choices: tuple[str, ...]
     answer_index: int
     evidence: str  # plain text, HTML stripped; may be empty
+    group: str = ""  # questions of one group (a question and its _nota variants) share a side of the split
 
     @property
     def answer(self) -> str:
         return self.choices[self.answer_index]
+
+    @property
+    def split_group(self) -> str:
+        return self.group or self.id
 
 
 @dataclass
@@ -72,12 +85,20 @@ class LoadReport:
     skip_counts: Counter = field(default_factory=Counter)  # kind -> rows skipped for it
     reasons: list[str] = field(default_factory=list)  # the first few, as "file:line: why"
     repairs: Counter = field(default_factory=Counter)  # irregularity -> rows mended and kept
+    not_questions: list[str] = field(default_factory=list)  # files passed over whole: "name (what it holds)"
+    skipped_lines: list[tuple[str, int, str, str]] = field(default_factory=list, repr=False)  # every one
 
-    def skip(self, where: str, err: RowError) -> None:
+    def skip(self, file: Path, line: int, err: RowError) -> None:
         self.skipped += 1
         self.skip_counts[err.kind] += 1
+        self.skipped_lines.append((str(file), line, err.kind, _clip(str(err))))
         if len(self.reasons) < MAX_REASONS:
-            self.reasons.append(_clip(f"{where}: {err}"))
+            self.reasons.append(_clip(f"{file.name}:{line}: {err}"))
+
+    def skipped_rows(self) -> list[dict]:
+        """Every skipped line, for the run folder's skipped.jsonl."""
+        return [{"file": file, "line": line, "kind": kind, "reason": reason}
+                for file, line, kind, reason in self.skipped_lines]
 
     def summary(self) -> str:
         text = (f"{self.loaded} questions from {self.rows} rows in {len(self.files)} file(s); "
@@ -88,6 +109,8 @@ class LoadReport:
             text += "; mended: " + ", ".join(f"{k}: {v}" for k, v in self.repairs.most_common())
         if self.reasons:
             text += "; first skipped: " + "; ".join(self.reasons)
+        if self.not_questions:
+            text += "; not question files, passed over: " + ", ".join(self.not_questions)
         return text
 
 
@@ -150,6 +173,10 @@ def parse_row(row: object) -> tuple[Question, list[str]]:
     if index >= len(choices):
         raise RowError("answer index out of range", f"index {index} with {len(choices)} choices")
     cleaned = [strip_html(c) for c in choices]
+    if len(cleaned) > index + 1 and cleaned[-1] == "":
+        while len(cleaned) > index + 1 and cleaned[-1] == "":
+            cleaned.pop()
+        mends.append("a trailing empty choice (dropped)")
     correct = choice_key(cleaned[index])
     distinct: dict[str, str] = {}
     for c in cleaned:
@@ -168,7 +195,8 @@ def parse_row(row: object) -> tuple[Question, list[str]]:
                         source=str(row["question_source"] or ""), url=str(row["question_url"] or ""),
                         sentence=sentence, choices=tuple(distinct.values()),
                         answer_index=list(distinct).index(correct),
-                        evidence=strip_html(str(row.get("evidence") or "")))
+                        evidence=strip_html(str(row.get("evidence") or "")),
+                        group=question_id.removesuffix(NOTA_SUFFIX) if question_id.endswith(NOTA_SUFFIX) else "")
     return question, mends
 
 
@@ -228,10 +256,25 @@ def data_files(path: str, cache_dir: str | Path) -> list[Path]:
 def _open(file: Path):
     """`file` as text, or DataUnavailable saying why it cannot be read (a folder named *.jsonl, no permission)."""
     try:
-        return open(file, encoding="utf-8", errors="replace")  # the caller's `with` closes it
+        # utf-8-sig: a byte-order mark some editors write is not part of the first row
+        return open(file, encoding="utf-8-sig", errors="replace")  # the caller's `with` closes it
     except OSError as err:
         raise DataUnavailable(f"cannot read {file}: {err.strerror or err}; set path to a readable .jsonl file "
                               f"or a folder of them") from err
+
+
+def not_questions(file: Path) -> str | None:
+    """What `file` holds when its first row is retrieval results or predictions keyed by question id
+    (no question, choices or answer), else None: such a file is named once, not skipped row by row."""
+    with _open(file) as lines:
+        first = next((line for line in lines if line.strip()), "")
+    try:
+        row = json.loads(first)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(row, dict) or any(f in row for f in ("question_sentence", "choices", "answer")):
+        return None
+    return next((what for key, what in NOT_QUESTIONS.items() if key in row), None)
 
 
 def load_questions(path: str, cache_dir: str | Path, start: date | None = None,
@@ -246,13 +289,15 @@ def load_questions(path: str, cache_dir: str | Path, start: date | None = None,
     seen_content: dict[tuple[str, str], str] = {}
     seen_ids: Counter = Counter()
     for file in data_files(path, cache_dir):
+        if what := not_questions(file):
+            report.not_questions.append(f"{file.name} ({what})")
+            continue
         report.files.append(str(file))
         with _open(file) as lines:
             for number, line in enumerate(lines, 1):
                 if not line.strip():
                     continue
                 report.rows += 1
-                where = f"{file.name}:{number}"
                 try:
                     try:
                         row = json.loads(line)
@@ -269,7 +314,7 @@ def load_questions(path: str, cache_dir: str | Path, start: date | None = None,
                         raise RowError("repeated question",
                                        f"same question and answer as {seen_content[content]}")
                 except RowError as err:
-                    report.skip(where, err)
+                    report.skip(file, number, err)
                     continue
                 seen_content[content] = question.id
                 seen_ids[question.id] += 1

@@ -4,7 +4,13 @@ The full file holds millions of rows, so it is read row by row and never held wh
 the cheap checks (column count, numeric rating, UCI syntax of the moves) and the filters; only rows
 that enter the reservoir sample are checked in full with python-chess (the FEN parses and is a legal
 position, every move is legal in turn). A malformed row is skipped and counted in a `LoadReport`,
-never fatal; the report keeps the first few reasons (line and problem) for the caller to show.
+never fatal; the report counts skips per kind of problem, keeps the first few reasons (line and
+problem) for the caller to show, and every skipped line for the run folder's `skipped.jsonl`.
+
+Columns are read by the header's names, in any order, so the exports Lichess has shipped over the
+years all load: the 10-column file, an 11-column one (`SortKey`, `DailyDate`), the older dump
+without `OpeningTags`, or a reduced file holding only what the task needs (`NEEDED`). A file
+without a header row is read by position, in `COLUMNS` order (the older 9-column dump included).
 
 What is fatal is a file that cannot give a sample: a damaged compressed stream (a truncated download
 would otherwise give a sample of its first part that looks like a sample of the whole), or too few
@@ -17,6 +23,7 @@ import csv
 import io
 import random
 import re
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -29,6 +36,8 @@ from transferlab.tasks.chess.puzzle import Puzzle, PuzzleFilter
 
 COLUMNS = ("PuzzleId", "FEN", "Moves", "Rating", "RatingDeviation", "Popularity", "NbPlays", "Themes",
            "GameUrl", "OpeningTags")
+NEEDED = ("PuzzleId", "FEN", "Moves", "Rating")  # what a puzzle is made of; Themes too when filtering by theme
+OTHER_COLUMNS = ("SortKey", "DailyDate")  # in some exports: a first row naming any known column is a header
 DOWNLOAD_HINT = ("download lichess_db_puzzle.csv.zst from https://database.lichess.org/#puzzles (it can be "
                  "read compressed), or leave path unset (None) to use generated puzzles")
 _UCI = re.compile(r"^[a-h][1-8][a-h][1-8][qrbn]?$")
@@ -46,6 +55,14 @@ class PuzzleFileError(ValueError):
     """The puzzle file cannot give a sample: the message names the file, what went wrong where, and the fix."""
 
 
+class RowProblem(ValueError):
+    """Why one row cannot become a puzzle; `kind` is the short name it is counted under."""
+
+    def __init__(self, kind: str, detail: str):
+        super().__init__(detail)
+        self.kind = kind
+
+
 @dataclass
 class LoadReport:
     """What reading a puzzle file did: rows read, kept by the filters, sampled, and skipped (why)."""
@@ -57,16 +74,28 @@ class LoadReport:
     sampled: int = 0
     skipped: int = 0
     reasons: list[str] = field(default_factory=list)  # the first MAX_REASONS reasons
+    skip_counts: Counter = field(default_factory=Counter)  # kind of problem -> rows skipped for it
+    skipped_lines: list[tuple[int, str, str]] = field(default_factory=list, repr=False)  # every (line, kind, why)
 
-    def skip(self, line: int, reason: str) -> None:
+    def skip(self, line: int, reason: str, kind: str = "malformed row") -> None:
         self.skipped += 1
+        self.skip_counts[kind] += 1
+        reason = _clip(reason, MAX_REASON_CHARS)
+        self.skipped_lines.append((line, kind, reason))
         if len(self.reasons) < MAX_REASONS:
-            self.reasons.append(f"line {line}: {_clip(reason, MAX_REASON_CHARS)}")
+            self.reasons.append(f"line {line}: {reason}")
 
     def summary(self) -> str:
         text = (f"{self.path}: {self.rows} rows, {self.matched} matched the filters, {self.sampled} sampled, "
                 f"{self.skipped} skipped")
-        return text + ("" if not self.reasons else " (" + "; ".join(self.reasons) + ")")
+        if self.skip_counts:
+            text += " (" + ", ".join(f"{k}: {v}" for k, v in self.skip_counts.most_common()) + ")"
+        return text + ("" if not self.reasons else "; first skipped: " + "; ".join(self.reasons))
+
+    def skipped_rows(self) -> list[dict]:
+        """Every skipped line, for the run folder's skipped.jsonl."""
+        return [{"file": self.path, "line": line, "kind": kind, "reason": reason}
+                for line, kind, reason in self.skipped_lines]
 
     def shortfall(self, found: int, needed: int) -> PuzzleFileError:
         """The error for a file that gave `found` usable puzzles when `needed` are wanted: why, and what to do."""
@@ -126,8 +155,51 @@ def open_text(path: Path) -> Iterator[io.TextIOBase]:
             yield text
 
 
-def rows(path: Path, report: LoadReport) -> Iterator[tuple[int, list[str]]]:
-    """(line number, cells) for each data row; unreadable lines are reported and skipped."""
+@dataclass(frozen=True)
+class Layout:
+    """Where each column sits in a row: from the header's names, or by position without a header."""
+
+    index: dict[str, int]  # column name -> position in the row
+    width: tuple[int, ...]  # the row lengths accepted
+
+    @classmethod
+    def positional(cls) -> Layout:
+        """Today's rule for a file without a header: COLUMNS in order, OpeningTags possibly absent
+        (the older 9-column dump)."""
+        return cls({name: i for i, name in enumerate(COLUMNS)}, (len(COLUMNS), len(COLUMNS) - 1))
+
+    @classmethod
+    def from_header(cls, cells: list[str], path: Path, needs_themes: bool) -> Layout | None:
+        """The layout a header row names, or None when `cells` is no header (a data row). A header
+        lacking a needed column is PuzzleFileError, naming what is missing and what is there."""
+        names = [c.strip().lstrip("\ufeff").strip() for c in cells]
+        known = {n.lower(): n for n in COLUMNS + OTHER_COLUMNS}
+        if not any(n.lower() in known for n in names):
+            return None
+        index: dict[str, int] = {}
+        for i, name in enumerate(names):
+            index.setdefault(known.get(name.lower(), name), i)
+        needed = NEEDED + (("Themes",) if needs_themes else ())
+        if missing := [n for n in needed if n not in index]:
+            why = " (themes is set, so the file must name each puzzle's themes)" if missing == ["Themes"] else ""
+            raise PuzzleFileError(
+                f"{path}: the header has no {', '.join(missing)} column{'s' if len(missing) > 1 else ''}{why}; it "
+                f"names {_clip(','.join(names), 160)}. A puzzle file needs {', '.join(NEEDED)} (and Themes to "
+                f"filter by theme), in any order; {DOWNLOAD_HINT}")
+        return cls(index, (len(names),))
+
+    def pick(self, row: list[str]) -> list[str]:
+        """The row's cells in COLUMNS order ("" where the file has no such column), or RowProblem."""
+        if len(row) not in self.width:
+            also = f" (or {self.width[1]}, without OpeningTags)" if len(self.width) > 1 else ""
+            raise RowProblem("wrong column count", f"expected {self.width[0]} columns{also}, got {len(row)}")
+        return [row[i] if (i := self.index.get(name, len(row))) < len(row) else "" for name in COLUMNS]
+
+
+def rows(path: Path, report: LoadReport, needs_themes: bool = False) -> Iterator[tuple[int, list[str]]]:
+    """(line number, cells in COLUMNS order) for each data row; a row that cannot be read, or has the
+    wrong number of columns, is reported and skipped."""
+    layout = Layout.positional()
     with open_text(path) as text:
         reader = csv.reader(text)
         while True:
@@ -137,46 +209,51 @@ def rows(path: Path, report: LoadReport) -> Iterator[tuple[int, list[str]]]:
                 return
             except csv.Error as err:
                 report.rows += 1
-                report.skip(reader.line_num, f"unreadable CSV ({err})")
+                report.skip(reader.line_num, f"unreadable CSV ({err})", "unreadable CSV")
                 continue
             except zstandard.ZstdError as err:  # not a row's fault: the rest of the file is lost
                 where = f"after line {reader.line_num}" if reader.line_num else "at its start"
                 raise PuzzleFileError(
                     f"{path}: the zstd stream is damaged {where} ({err}), so the file is truncated or is not "
                     f"zstd; {DOWNLOAD_HINT}") from None
-            if not row or (reader.line_num == 1 and row[0].lstrip("\ufeff") == COLUMNS[0]):
+            if not row:
+                continue
+            if reader.line_num == 1 and (header := Layout.from_header(row, path, needs_themes)):
+                layout = header
                 continue
             report.rows += 1
-            yield reader.line_num, row
+            try:
+                yield reader.line_num, layout.pick(row)
+            except RowProblem as err:
+                report.skip(reader.line_num, str(err), err.kind)
 
 
-def quick_check(row: list[str]) -> str | None:
-    """Why a row is malformed on its face (columns, rating, move syntax), or None."""
-    if len(row) != len(COLUMNS):
-        return f"expected {len(COLUMNS)} columns, got {len(row)}"
+def quick_check(row: list[str]) -> RowProblem | None:
+    """Why a row (cells in COLUMNS order) is malformed on its face (rating, move syntax), or None."""
     if not _RATING.fullmatch(row[3].strip()):
-        return f"rating {_clip(repr(row[3]))} is not a whole number"
+        return RowProblem("bad rating", f"rating {_clip(repr(row[3]))} is not a whole number")
     moves = row[2].split()
     if len(moves) < 2 or len(moves) % 2:
-        return f"moves {_clip(repr(row[2]))}: need the opponent's move and the solution, an even count"
+        return RowProblem("bad moves", f"moves {_clip(repr(row[2]))}: need the opponent's move and the solution, "
+                                       "an even count")
     if bad := next((m for m in moves if not _UCI.match(m)), None):
-        return f"move {_clip(repr(bad))} is not UCI"
+        return RowProblem("move not UCI", f"move {_clip(repr(bad))} is not UCI")
     return None
 
 
 def full_check(row: list[str]) -> Puzzle:
-    """The row as a Puzzle once python-chess accepts its position and every move; ValueError if not."""
+    """The row as a Puzzle once python-chess accepts its position and every move; RowProblem if not."""
     try:
         board = chess.Board(row[1])
     except ValueError as err:
-        raise ValueError(f"bad FEN {_clip(repr(row[1]))} ({_clip(str(err), 100)})") from None
+        raise RowProblem("bad FEN", f"bad FEN {_clip(repr(row[1]))} ({_clip(str(err), 100)})") from None
     if not board.is_valid():
-        raise ValueError(f"FEN {_clip(repr(row[1]))} is not a legal position ({board.status()!r})")
+        raise RowProblem("illegal position", f"FEN {_clip(repr(row[1]))} is not a legal position ({board.status()!r})")
     moves = tuple(row[2].split())
     for i, uci in enumerate(moves):
         move = chess.Move.from_uci(uci)
         if move not in board.legal_moves:
-            raise ValueError(f"move {i + 1} ({uci}) is illegal in {board.fen()}")
+            raise RowProblem("illegal move", f"move {i + 1} ({uci}) is illegal in {board.fen()}")
         board.push(move)
     return Puzzle(id=row[0], fen=row[1], moves=moves, rating=int(row[3]), themes=tuple(row[7].split()),
                   source="lichess")
@@ -189,9 +266,9 @@ def load_puzzles(path: str | Path, keep: PuzzleFilter, sample_size: int, seed: i
     report = LoadReport(str(path))
     rng = random.Random(f"lichess-sample-{seed}")
     sample: list[Puzzle] = []
-    for line, row in rows(path, report):
-        if reason := quick_check(row):
-            report.skip(line, reason)
+    for line, row in rows(path, report, needs_themes=bool(keep.themes)):
+        if problem := quick_check(row):
+            report.skip(line, str(problem), problem.kind)
             continue
         if not (keep.keeps_rating(int(row[3])) and keep.keeps_themes(row[7].split())
                 and keep.keeps_length(len(row[2].split()) // 2)):
@@ -203,9 +280,9 @@ def load_puzzles(path: str | Path, keep: PuzzleFilter, sample_size: int, seed: i
         report.checked += 1
         try:
             puzzle = full_check(row)
-        except ValueError as err:
+        except RowProblem as err:
             report.matched -= 1
-            report.skip(line, str(err))
+            report.skip(line, str(err), err.kind)
             continue
         if slot == len(sample):
             sample.append(puzzle)
