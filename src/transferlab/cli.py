@@ -35,7 +35,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     rank, size, _ = distributed.world()  # launched as one of several ranks: --processes, accelerate, torchrun
     processes = [f"model.processes={size if size > 1 else args.processes}"] if size > 1 or args.processes else []
     try:
-        config = load_config(args.config, overrides=[*args.set, *processes], seed=args.seed)
+        track = [f"track.backend={args.track}"] if getattr(args, "track", None) else []
+        config = load_config(args.config, overrides=[*args.set, *processes, *track], seed=args.seed)
     except ConfigError as err:
         error(err)
         return 2
@@ -193,6 +194,8 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="override a config key, e.g. --set train.steps=100 (repeatable)")
     run.add_argument("--quiet", action="store_true", help="no progress display")
+    run.add_argument("--track", choices=["tensorboard", "wandb", "trackio"],
+                     help="follow the run in this tracker (sets track.backend; see [track] in the README)")
     run.add_argument("--processes", type=int, metavar="N", help="data-parallel training in N processes "
                      "(gloo on CPUs, NCCL with one GPU each): the same global batch and loss curve as one; "
                      "sets model.processes")

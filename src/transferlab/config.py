@@ -149,6 +149,25 @@ class LLMConfig(Strict):
     concurrency: int = Field(8, ge=1, le=256)
 
 
+class TrackConfig(Strict):
+    backend: Literal["none", "tensorboard", "wandb", "trackio"] = Field(
+        "none", description="follow the run in an experiment tracker (results/tracking.py); "
+        "`pip install -e '.[track]'`")
+    project: str = Field("transferlab", description="wandb/trackio project")
+    offline: bool = Field(False, description="wandb: log under the run folder only (`wandb sync` it later)")
+    samples: int = Field(50, ge=0, description="rows of the last evaluation logged as a table at the end")
+
+    @field_validator("backend")
+    @classmethod
+    def _installed(cls, v: str) -> str:
+        import importlib.util
+
+        if v != "none" and importlib.util.find_spec(v) is None:
+            raise ValueError(f"track.backend = {v!r} but the {v} package is not installed; "
+                             f"`pip install -e '.[track]'` (or `pip install {v}`), or set track.backend = \"none\"")
+        return v
+
+
 class ExperimentConfig(Strict):
     name: str = Field("experiment", pattern=r"^[^\x00-\x1f/\\]+$",
                       description="names the run folder: no slashes or control characters")
@@ -161,6 +180,7 @@ class ExperimentConfig(Strict):
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
     llm: LLMConfig = LLMConfig()
+    track: TrackConfig = TrackConfig()
 
     @field_validator("tasks")
     @classmethod

@@ -26,6 +26,8 @@ from transferlab.results.figures import plot_accuracy, plot_adherence, plot_gap,
 from transferlab.results.metrics import condition_metrics, gap_metrics
 from transferlab.results.progress import RunProgress
 from transferlab.results.run_folder import STATE_FILE, RunFolder
+from transferlab.results.tracking import open_tracker
+from transferlab.tasks.skipped import skipped_lines
 from transferlab.train.render import render_datum
 from transferlab.train.schedule import lr_at
 from transferlab.writers.template import TemplateWriter
@@ -121,6 +123,9 @@ def run_experiment(config: ExperimentConfig, out: str | Path, *, quiet: bool = F
     torch.manual_seed(config.seed)
     trained = {arm.task: arm.propensity for arm in config.arms}
     chance = {name: task.chance() for name, task in tasks.items()}
+    folder.write_skipped(skipped_lines(tasks))  # every data-file line the tasks skipped
+    tracker = open_tracker(config.track, folder, dump_config(config), config.model_dump(mode="json"),
+                           done if resumed else None)
     progress = RunProgress(total_steps=config.train.steps, quiet=quiet, completed=done)
     with progress:
         if folder.replaced:
@@ -151,6 +156,7 @@ def run_experiment(config: ExperimentConfig, out: str | Path, *, quiet: bool = F
             rows = evaluate(sampler, tasks, grid, step=step, seed=config.seed, max_tokens=config.eval.max_tokens,
                             judge=judge)
             folder.append_samples(rows)
+            tracker.log_eval(step, rows)
             progress.accuracies(summarise(rows))
 
         started = time.time() - (resumed["elapsed_s"] if resumed else 0.0)
@@ -168,6 +174,7 @@ def run_experiment(config: ExperimentConfig, out: str | Path, *, quiet: bool = F
             elapsed = round(time.time() - started, 2)
             folder.append_train_log({"step": step, "loss": round(loss, 5), "lr": lr, "tokens": tokens,
                                      "elapsed_s": elapsed})
+            tracker.log_train(step, loss=loss, lr=lr, tokens=tokens)
             progress.step(step, loss)
             if step % config.eval.every == 0 or step == config.train.steps:
                 run_eval(step)
@@ -175,6 +182,7 @@ def run_experiment(config: ExperimentConfig, out: str | Path, *, quiet: bool = F
                                                  "torch_rng": torch_rng_state()})
         progress.stage("writing metrics and figures")
         write_results(folder, config, chance)
+        tracker.finish(folder)
     return folder
 
 

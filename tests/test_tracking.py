@@ -1,0 +1,101 @@
+"""The experiment tracker, for real: a run with `--track tensorboard` writes event files that
+TensorBoard's own reader reads back with the config, every step's loss, each evaluation's accuracy,
+adherence and gap (equal to what samples.jsonl says), the figures and a sample table; a run killed
+after logging past its checkpoint resumes into the same log with each step there once."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from transferlab.config import ConfigError, load_config
+from transferlab.results.tracking import eval_scalars
+
+event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
+
+KNOBS = ["--seed", "5", "--set", "model.threads=1", "--set", "train.steps=4", "--set", "train.batch_size=4",
+         "--set", "eval.every=2", "--set", "eval.n=4", "--set", "eval.n_boot=20",
+         "--set", "tasks.invented_facts.n_facts=8", "--set", "tasks.invented_facts.paraphrases=false"]
+
+
+def rows(task, eval_set, trained, prompted, correct, adherent):
+    return [{"task": task, "eval_set": eval_set, "trained": trained, "prompted": prompted, "correct": c,
+             "adherent": a} for c, a in zip(correct, adherent)]
+
+
+def test_eval_scalars_are_accuracy_adherence_and_gap_per_condition():
+    scalars = eval_scalars(rows("facts", "trained", "bold", "bold", [1, 1, 1, 0], [1, 1, 0, 0])
+                           + rows("facts", "trained", "bold", "plain", [1, 0, 0, 0], [1, 1, 1, 1])
+                           + rows("lookup", "fresh", "plain", "plain", [0, 0], [1, 1])
+                           + rows("lookup", "fresh", "plain", "bold", [1, 0], [0, 0]))
+    assert scalars == {"accuracy/facts/trained/bold": 0.75, "adherence/facts/trained/bold": 0.5,
+                       "accuracy/facts/trained/plain": 0.25, "adherence/facts/trained/plain": 1.0,
+                       "accuracy/lookup/fresh/bold": 0.5, "adherence/lookup/fresh/bold": 0.0,
+                       "accuracy/lookup/fresh/plain": 0.0, "adherence/lookup/fresh/plain": 1.0,
+                       "gap/facts/trained": pytest.approx(1 - 0.25 / 0.75)}  # no gap where acc(trained) is 0
+
+
+def test_an_uninstalled_tracker_is_refused_before_any_work(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "wandb" else real(name, *a))
+    with pytest.raises(ConfigError, match=r"track\.backend.*wandb package is not installed.*\.\[track\]"):
+        load_config(None, overrides=["track.backend=wandb"])
+
+
+def run(model, out, crash_at: str = "") -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "transferlab.cli", "run", "--out", str(out), "--set", f"model.name={model}",
+               *KNOBS, "--quiet", "--track", "tensorboard"]
+    return subprocess.run(command, capture_output=True, text=True, timeout=300, check=False,
+                          env={**os.environ, "TRANSFERLAB_CRASH_AT": crash_at})
+
+
+def test_a_tracked_run_killed_past_its_checkpoint_resumes_into_the_same_tensorboard_log(micro_organism, tmp_path):
+    out = tmp_path / "run"
+    # killed inside the last checkpoint (step 4): steps 3-4 and the step-4 evaluation are already in the log
+    killed = run(micro_organism, out, crash_at="checkpoint:2")
+    assert killed.returncode != 0
+    assert run(micro_organism, out).returncode == 0
+    assert len(list((out / "tensorboard").glob("events.out.tfevents.*"))) == 2  # the same log dir, continued
+
+    log = event_accumulator.EventAccumulator(str(out / "tensorboard"), size_guidance={"images": 0, "tensors": 0})
+    log.Reload()
+    train_log = pd.read_csv(out / "train_log.csv")
+    loss = log.Scalars("train/loss")
+    assert [e.step for e in loss] == list(range(1, 5))  # each step once: the killed process's 3-4 purged
+    assert [round(e.value, 5) for e in loss] == pytest.approx(list(train_log["loss"]), abs=1e-5)
+    assert [e.value for e in log.Scalars("train/tokens")] == list(train_log["tokens"])
+
+    samples = pd.read_json(out / "samples.jsonl", lines=True)
+    tags = log.Tags()["scalars"]
+    accuracy_tags = [t for t in tags if t.startswith("accuracy/")]
+    assert len(accuracy_tags) == samples.groupby(["task", "eval_set", "prompted"]).ngroups >= 4
+    for tag in accuracy_tags + [t for t in tags if t.startswith("adherence/")]:
+        kind, task, eval_set, prompted = tag.split("/")
+        expected = samples[(samples.task == task) & (samples.eval_set == eval_set) & (samples.prompted == prompted)]
+        expected = expected.groupby("step")["correct" if kind == "accuracy" else "adherent"].mean()
+        events = log.Scalars(tag)
+        assert [e.step for e in events] == [0, 2, 4] == list(expected.index)
+        assert [e.value for e in events] == pytest.approx(list(expected.values)), tag
+    for tag in (t for t in tags if t.startswith("gap/")):
+        _, task, eval_set = tag.split("/")
+        for event in log.Scalars(tag):
+            at = samples[(samples.task == task) & (samples.eval_set == eval_set) & (samples.step == event.step)]
+            on = at[at.prompted == at.trained]["correct"].mean()
+            assert event.value == pytest.approx(1 - at[at.prompted != at.trained]["correct"].mean() / on)
+
+    config = log.Tensors("config/text_summary")
+    assert len(config) == 1 and "[track]" in config[0].tensor_proto.string_val[0].decode()
+    images = log.Tags()["images"]
+    assert sorted(images) == sorted(f"figures/{p.stem}" for p in (out / "figures").glob("*.png")) and images
+    assert log.Images("figures/gap")[0].width > 100
+    table = log.Tensors("samples/text_summary")[-1].tensor_proto.string_val[0].decode()
+    last = samples[samples.step == 4]
+    assert table.count("\n") == 1 + min(50, len(last)) and table.startswith("| step | task | eval_set |")
+    assert json.loads((out / "tracking.json").read_text())["backend"] == "tensorboard"
