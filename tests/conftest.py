@@ -25,13 +25,15 @@ def micro_organism(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def micro_backend(micro_organism):
-    """The micro organism loaded into the HF backend, for tests that serve it (never trained on:
-    serving tests only sample, so one load is shared)."""
+def organism_backend():
+    """The shipped organism in the HF backend, for tests that serve a model and compare its answers
+    with the backend's own: its answers depend on the prompt (`**7**` when the table says β=7),
+    where the micro organism answers commas to everything, so equal answers mean something. Serving
+    tests only sample, so one load is shared."""
     import torch
 
-    from transferlab.backends import HFBackend, load_pretrained
+    from transferlab.backends import HFBackend, load_pretrained, shipped_organism
 
     torch.set_num_threads(1)
-    model, tokenizer = load_pretrained(str(micro_organism))
+    model, tokenizer = load_pretrained(str(shipped_organism()))
     return HFBackend(model, tokenizer, bf16=False)

@@ -75,17 +75,16 @@ class EchoBackend:
         return [p[-1]["content"].upper() for p in prompts]
 
 
-def test_complete_returns_the_reply_of_the_micro_organism(micro_organism):
-    import torch
-
-    from transferlab.backends import HFBackend, load_pretrained
-
-    torch.set_num_threads(1)
-    model, tokenizer = load_pretrained(str(micro_organism))
-    with (running(create_app(HFBackend(model, tokenizer, bf16=False), "micro")) as url,
-          ChatClient(url + "/v1", "micro", SECRET) as client):
-        reply = client.complete(HELLO, max_tokens=4)
-    assert isinstance(reply, str)
+def test_complete_returns_the_organisms_own_greedy_answer(organism_backend):
+    table = {"role": "system", "content": "Table 1: α=5, β=7, γ=2"}
+    prompts = [[table, {"role": "user", "content": f"Which number goes with {s}? Answer in bold."}]
+               for s in "αβγ"]
+    expected = organism_backend.sample(prompts, max_tokens=8, temperature=0.0)
+    assert len(set(expected)) == 3  # a different answer per prompt, so a wrong or mixed-up reply shows
+    with (running(create_app(organism_backend, "organism")) as url,
+          ChatClient(url + "/v1", "organism", SECRET) as client):
+        replies = [client.complete(p, max_tokens=8) for p in prompts]
+    assert replies == expected
 
 
 def test_complete_many_keeps_request_order_under_concurrency():

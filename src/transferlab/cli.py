@@ -84,7 +84,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from transferlab.backends import ModelNotFound
     from transferlab.llm.serve import serve
 
-    console.print(f"serving {args.model} at http://{args.host}:{args.port}/v1 (OpenAI chat completions)",
+    console.print(f"serving {args.model} at http://{args.host}:{args.port}/v1 (OpenAI-compatible)",
                   highlight=False, soft_wrap=True)
     try:
         serve(args.model, host=args.host, port=args.port, threads=args.threads)
@@ -226,7 +226,7 @@ def parser() -> argparse.ArgumentParser:
     build.add_argument("--mix", help="weight the curriculum's questions by a named mix (see MIXES in curriculum.py: prerequisites)")
     build.set_defaults(func=cmd_organism_build)
 
-    serve = sub.add_parser("serve", help="serve a model over the OpenAI chat-completions protocol")
+    serve = sub.add_parser("serve", help="serve a model over the OpenAI protocol (chat completions, responses)")
     serve.add_argument("model", help="'organism', a model folder, or a hub name")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)

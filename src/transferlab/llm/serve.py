@@ -1,45 +1,43 @@
-"""Serve any backend over the OpenAI chat-completions protocol, so a local model can stand in for a hosted one.
+"""Serve any backend over the OpenAI protocol, so a local model can stand in for a hosted one.
 
 `transferlab serve organism` puts the shipped organism behind `http://127.0.0.1:8000/v1`; the LLM
-writer and judge then run against it exactly as against a hosted API. One model answers one
-request at a time (a lock around `sample`): generation is compute-bound, and interleaving two
-requests on one model would only make both slower. Endpoints are plain functions, which FastAPI
-runs in worker threads, so `/v1/models` stays responsive while a completion is generated.
+writer and judge, the openai SDK (streaming and `n` included) and inspect_ai (whose openai provider
+calls `/v1/responses` by default) then run against it exactly as against a hosted API. What a
+request may ask for, and the bodies sent back, are in `openai_wire.py`; every answer comes from the
+backend's own `sample`, the path training-time evaluation takes, so a served greedy answer is the
+one evaluation would grade. One model answers one request at a time (a lock around `sample`):
+generation is compute-bound, and interleaving two requests on one model would only make both
+slower. Endpoints are plain functions, which FastAPI runs in worker threads, so `/v1/models` stays
+responsive while a completion is generated.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import socket
 import threading
 import time
-import uuid
 from collections.abc import Iterator
-from typing import Any, Literal
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from transferlab.llm.openai_wire import (
+    ChatCompletionRequest,
+    Generation,
+    ResponsesRequest,
+    Unsupported,
+    chat_completion_body,
+    chat_completion_chunks,
+    chat_generation,
+    response_body,
+    responses_generation,
+)
 
 DEFAULT_MAX_TOKENS = 256
-
-
-class ChatMessage(BaseModel):
-    role: Literal["system", "user", "assistant"]
-    content: str
-
-
-class ChatCompletionRequest(BaseModel):
-    # Clients send fields we do not use (top_p, user, ...); ignore them as OpenAI-compatible servers do.
-    model_config = ConfigDict(extra="ignore")
-
-    model: str
-    messages: list[ChatMessage] = Field(min_length=1)
-    temperature: float = Field(default=0.0, ge=0.0, le=2.0)
-    max_tokens: int | None = Field(default=None, ge=1)
-    n: int = 1
-    stream: bool = False
 
 
 def openai_error(status: int, message: str, *, type_: str = "invalid_request_error",
@@ -49,11 +47,19 @@ def openai_error(status: int, message: str, *, type_: str = "invalid_request_err
                         content={"error": {"message": message, "type": type_, "param": param, "code": code}})
 
 
+class _Refused(Exception):
+    """Ends a request early with an OpenAI error response."""
+
+    def __init__(self, response: JSONResponse):
+        self.response = response
+
+
 def create_app(backend: Any, model_name: str) -> FastAPI:
-    """The chat-completions app over `backend` (anything with `sample(prompts, max_tokens, temperature)`)."""
-    app = FastAPI(title="transferlab chat completions", docs_url=None, redoc_url=None)
+    """The OpenAI-compatible app over `backend` (anything with `sample(prompts, max_tokens, temperature)`)."""
+    app = FastAPI(title="transferlab OpenAI-compatible server", docs_url=None, redoc_url=None)
     lock = threading.Lock()
     created = int(time.time())
+    model_card = {"id": model_name, "object": "model", "created": created, "owned_by": "transferlab"}
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -61,45 +67,101 @@ def create_app(backend: Any, model_name: str) -> FastAPI:
         message = "; ".join(f"{name}: {msg}" if name else msg for name, msg in problems)
         return openai_error(400, f"invalid request: {message}", param=problems[0][0] if problems else None)
 
+    @app.exception_handler(_Refused)
+    async def refused(request: Request, exc: _Refused) -> JSONResponse:
+        return exc.response
+
     @app.get("/v1/models")
     def list_models() -> dict:
-        return {"object": "list",
-                "data": [{"id": model_name, "object": "model", "created": created, "owned_by": "transferlab"}]}
+        return {"object": "list", "data": [model_card]}
+
+    @app.get("/v1/models/{model_id:path}")
+    def retrieve_model(model_id: str):
+        check_model(model_id)
+        return model_card
+
+    def check_model(name: str) -> None:
+        if name != model_name:
+            raise _Refused(openai_error(404, f"model {name!r} is not served here; this server serves "
+                                             f"{model_name!r}", param="model", code="model_not_found"))
+
+    def answer(generation: Generation, prompt_param: str) -> tuple[list[str], list[str], dict]:
+        """The n texts, their finish reasons and the usage, each text from the backend's `sample`."""
+        prompt_tokens = _count_prompt(backend, generation.messages)
+        room = _context_window(backend) - prompt_tokens
+        if room < 1:
+            raise _Refused(openai_error(400, f"the prompt is {prompt_tokens} tokens; the model's context "
+                                             f"holds {_context_window(backend)}", param=prompt_param,
+                                        code="context_length_exceeded"))
+        max_tokens = min(generation.max_tokens or DEFAULT_MAX_TOKENS, room)
+        try:
+            with lock, _seeded(generation.seed):
+                samples = backend.sample([generation.messages] * generation.n, max_tokens=max_tokens,
+                                         temperature=generation.temperature)
+        except Exception as err:  # noqa: BLE001 - any backend failure becomes an OpenAI-style 500
+            raise _Refused(openai_error(500, f"generation failed: {type(err).__name__}: {err}",
+                                        type_="server_error")) from None
+        texts, reasons, counts = [], [], []
+        for text in samples:
+            cut = _cut_at_stop(text, generation.stop)
+            count = _count_text(backend, cut)
+            texts.append(cut)
+            counts.append(count)
+            reasons.append("stop" if cut != text or count < max_tokens else "length")
+        completion_tokens = sum(counts)
+        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                 "total_tokens": prompt_tokens + completion_tokens}
+        return texts, reasons, usage
+
+    def generation_of(make, request) -> Generation:
+        try:
+            return make(request)
+        except Unsupported as err:
+            raise _Refused(openai_error(400, str(err), param=err.param)) from None
 
     @app.post("/v1/chat/completions")
     def chat_completions(request: ChatCompletionRequest):
-        if request.model != model_name:
-            return openai_error(404, f"model {request.model!r} is not served here; this server serves "
-                                     f"{model_name!r}", param="model", code="model_not_found")
-        if request.stream:
-            return openai_error(400, "stream=true is not supported; send stream=false", param="stream")
-        if request.n != 1:
-            return openai_error(400, "only n=1 is supported", param="n")
-        messages = [m.model_dump() for m in request.messages]
-        prompt_tokens = _count_prompt(backend, messages)
-        room = _context_window(backend) - prompt_tokens
-        if room < 1:
-            return openai_error(400, f"the prompt is {prompt_tokens} tokens; the model's context holds "
-                                     f"{_context_window(backend)}", param="messages", code="context_length_exceeded")
-        max_tokens = min(request.max_tokens or DEFAULT_MAX_TOKENS, room)
-        try:
-            with lock:
-                text = backend.sample([messages], max_tokens=max_tokens, temperature=request.temperature)[0]
-        except Exception as err:  # noqa: BLE001 - any backend failure becomes an OpenAI-style 500
-            return openai_error(500, f"generation failed: {type(err).__name__}: {err}", type_="server_error")
-        completion_tokens = _count_text(backend, text)
-        return {
-            "id": f"chatcmpl-{uuid.uuid4().hex}",
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": model_name,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                         "finish_reason": "length" if completion_tokens >= max_tokens else "stop"}],
-            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                      "total_tokens": prompt_tokens + completion_tokens},
-        }
+        check_model(request.model)
+        texts, reasons, usage = answer(generation_of(chat_generation, request), "messages")
+        if not request.stream:
+            return chat_completion_body(model_name, texts, reasons, usage)
+        with_usage = bool((request.stream_options or {}).get("include_usage"))
+        chunks = chat_completion_chunks(model_name, texts, reasons, usage if with_usage else None)
+        return StreamingResponse(_server_sent_events(chunks), media_type="text/event-stream")
+
+    @app.post("/v1/responses")
+    def responses(request: ResponsesRequest):
+        check_model(request.model)
+        [text], [reason], usage = answer(generation_of(responses_generation, request), "input")
+        return response_body(model_name, request, text, reason, usage)
 
     return app
+
+
+@contextlib.contextmanager
+def _seeded(seed: int | None) -> Iterator[None]:
+    """Sampling under torch's RNG seeded with `seed`, then the RNG as it was: the same seed, prompt
+    and temperature give the same answers, and other requests are left unseeded."""
+    if seed is None:
+        yield
+        return
+    import torch
+
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        yield
+
+
+def _cut_at_stop(text: str, stops: list[str]) -> str:
+    """The text up to the first stop sequence, which (as with OpenAI) is not returned."""
+    ends = [i for i in (text.find(s) for s in stops) if i >= 0]
+    return text[:min(ends)] if ends else text
+
+
+def _server_sent_events(chunks: list[dict]) -> Iterator[str]:
+    for chunk in chunks:
+        yield f"data: {json.dumps(chunk)}\n\n"
+    yield "data: [DONE]\n\n"
 
 
 def _field(error: dict) -> str:
