@@ -21,7 +21,8 @@ EX = Example(id="x", messages=({"role": "user", "content": "Which colour?"},), a
 
 
 @pytest.mark.parametrize("response", ["red", "**red**", " Red. ", "The answer is **red**.", "Answer: red",
-                                      "I think blue... Final answer: **red**"])
+                                      "I think blue... Final answer: **red**", "*red*", "__red__", "_red_",
+                                      "**Answer:** red"])
 def test_grading_ignores_decoration(response):
     assert grade_exact(EX, response)
 

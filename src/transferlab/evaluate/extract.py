@@ -12,13 +12,13 @@ import re
 
 _FINAL_MARKERS = re.compile(r"(?:final answer|answer)\s*(?:is)?\s*[:：]\s*|\bthe answer is\s+", re.IGNORECASE)
 _CLAUSE_END = re.compile(r"[.!?](?:\s|$)|\n|,\s*(?:but|though|although|if)\b|\s+(?:but|though|although)\s")
-_UNDERSCORE_BOLD = re.compile(r"_{2,}")
+_EDGE_UNDERSCORES = re.compile(r"(?<![^\W_])_+|_+(?![^\W_])")  # `__bold__`, `_italic_`; not snake_case
 
 
 def strip_markup(response: str) -> str:
-    """`response` without the emphasis markers a propensity adds: every `*` (bold `**`, italics)
-    and `__` bold. Stars go first, so `_**_` and `__` lose the same characters."""
-    return _UNDERSCORE_BOLD.sub("", response.replace("*", ""))
+    """`response` without markdown emphasis: every `*` (bold `**`, italics `*`), then underscores at
+    a word's edge (`__bold__`, `_italic_`). Stars go first, so removing `**` beforehand changes nothing."""
+    return _EDGE_UNDERSCORES.sub("", response.replace("*", ""))
 
 
 def final_answer(response: str) -> str:

@@ -6,7 +6,7 @@ import random
 from typing import Protocol
 
 from transferlab.core import Example
-from transferlab.evaluate.extract import answer_line, answer_region, names_only, normalise
+from transferlab.evaluate.extract import answer_line, answer_region, names_only, normalise, strip_markup
 
 
 class Task(Protocol):
@@ -38,4 +38,5 @@ def grade_exact(example: Example, response: str) -> bool:
     if not candidates:
         return gold in (normalise(response), normalise(answer_line(response)))
     region = answer_region(response)
-    return normalise(region) == gold or names_only(region, example.answer, candidates)
+    return normalise(region) == gold or names_only(
+        region, strip_markup(example.answer), [strip_markup(c) for c in candidates])
