@@ -43,3 +43,18 @@ def test_choice_mode_lists_the_answer_among_options():
 def test_unknown_mode_is_refused():
     with pytest.raises(ValueError, match="mode must be 'free' or 'choice'"):
         InventedFacts(mode="essay")
+
+
+def test_fact_seed_follows_the_runs_seed_unless_set():
+    from transferlab.config import dump_config, load_config, make_tasks
+
+    def facts(seed, *overrides):
+        config = load_config(None, seed=seed, overrides=list(overrides))
+        return config, make_tasks(config)["invented_facts"].facts
+
+    config, of_seed_5 = facts(5)
+    assert config.tasks["invented_facts"]["fact_seed"] == 5
+    assert "fact_seed = 5" in dump_config(config)  # the resolved config records the value used
+    assert of_seed_5 != facts(6)[1]  # so seeds differ in their items too
+    fixed, of_fixed = facts(5, "tasks.invented_facts.fact_seed=2")
+    assert fixed.tasks["invented_facts"]["fact_seed"] == 2 and of_fixed == facts(6, "tasks.invented_facts.fact_seed=2")[1]

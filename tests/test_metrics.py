@@ -4,7 +4,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from transferlab.results.metrics import across_seeds, condition_metrics, gap_metrics, wilson_interval
+from transferlab.results.metrics import (
+    across_seeds,
+    between_seed_interval,
+    condition_metrics,
+    gap_metrics,
+    learned,
+    wilson_interval,
+)
+
+CHANCE = {"facts": 0.1, "table": 0.1}
 
 
 def rows(step, prompted, n_correct, n=10, n_adherent=None, *, trained="bold", task="facts", seed=0):
@@ -88,7 +97,7 @@ def test_condition_metrics_has_one_row_per_condition_sorted_by_step():
 
 
 def test_gap_is_one_minus_swapped_over_trained_accuracy():
-    gaps = gap_metrics(frame(rows(5, "bold", 8), rows(5, "plain", 4)), n_boot=200)
+    gaps = gap_metrics(frame(rows(5, "bold", 8), rows(5, "plain", 4)), chance=CHANCE, n_boot=200)
     row = gaps.iloc[0]
     assert (row["trained"], row["swapped"]) == ("bold", "plain")
     assert (row["acc_trained"], row["acc_swapped"]) == (0.8, 0.4)
@@ -96,7 +105,7 @@ def test_gap_is_one_minus_swapped_over_trained_accuracy():
 
 
 def test_gap_is_nan_when_trained_accuracy_is_zero():
-    row = gap_metrics(frame(rows(5, "bold", 0), rows(5, "plain", 4)), n_boot=200).iloc[0]
+    row = gap_metrics(frame(rows(5, "bold", 0), rows(5, "plain", 4)), chance=CHANCE, n_boot=200).iloc[0]
     assert math.isnan(row["gap"])
     assert math.isnan(row["gap_low"]) and math.isnan(row["gap_high"])
 
@@ -106,21 +115,21 @@ def test_norm_gap_divides_the_loss_by_the_gain_over_step0():
         rows(0, "bold", 2, n=20), rows(0, "plain", 2, n=20),
         rows(5, "bold", 16, n=20), rows(5, "plain", 9, n=20),
     )  # fmt: skip
-    row = only_row(gap_metrics(samples, n_boot=200), step=5)
+    row = only_row(gap_metrics(samples, chance=CHANCE, n_boot=200), step=5)
     assert row["baseline"] == pytest.approx(0.1)
     assert row["norm_gap"] == pytest.approx((0.8 - 0.45) / (0.8 - 0.1))
     assert row["norm_gap"] == pytest.approx(0.5)
 
 
 def test_norm_gap_is_nan_without_a_step0_baseline():
-    row = gap_metrics(frame(rows(5, "bold", 8), rows(5, "plain", 4)), n_boot=200).iloc[0]
+    row = gap_metrics(frame(rows(5, "bold", 8), rows(5, "plain", 4)), chance=CHANCE, n_boot=200).iloc[0]
     assert math.isnan(row["baseline"])
     assert math.isnan(row["norm_gap"])
 
 
 def test_norm_gap_is_nan_when_training_gained_nothing():
     samples = frame(rows(0, "bold", 5), rows(0, "plain", 5), rows(5, "bold", 4), rows(5, "plain", 2))
-    row = only_row(gap_metrics(samples, n_boot=200), step=5)
+    row = only_row(gap_metrics(samples, chance=CHANCE, n_boot=200), step=5)
     assert math.isnan(row["norm_gap"])
     assert not math.isnan(row["gap"])
 
@@ -128,16 +137,16 @@ def test_norm_gap_is_nan_when_training_gained_nothing():
 def test_gap_interval_contains_the_point_estimate():
     samples = frame(rows(0, "bold", 4, n=40), rows(0, "plain", 4, n=40), rows(5, "bold", 30, n=40),
                     rows(5, "plain", 15, n=40))  # fmt: skip
-    row = only_row(gap_metrics(samples, n_boot=300), step=5)
+    row = only_row(gap_metrics(samples, chance=CHANCE, n_boot=300), step=5)
     assert row["gap_low"] < row["gap"] < row["gap_high"]
     assert row["norm_gap_low"] < row["norm_gap"] < row["norm_gap_high"]
 
 
 def test_bootstrap_is_deterministic_for_a_seed_and_changes_with_it():
     samples = frame(rows(5, "bold", 30, n=40), rows(5, "plain", 15, n=40))
-    first = gap_metrics(samples, n_boot=200, seed=3)
-    again = gap_metrics(samples, n_boot=200, seed=3)
-    other = gap_metrics(samples, n_boot=200, seed=4)
+    first = gap_metrics(samples, chance=CHANCE, n_boot=200, seed=3)
+    again = gap_metrics(samples, chance=CHANCE, n_boot=200, seed=3)
+    other = gap_metrics(samples, chance=CHANCE, n_boot=200, seed=4)
     pd.testing.assert_frame_equal(first, again)
     interval = ["gap_low", "gap_high"]
     assert first[interval].values.tolist() != other[interval].values.tolist()
@@ -146,13 +155,13 @@ def test_bootstrap_is_deterministic_for_a_seed_and_changes_with_it():
 def test_bootstrap_resamples_the_same_examples_under_both_prompts():
     # identical answers under both prompts: a paired resample can never see a gap, an unpaired one would
     samples = frame(rows(5, "bold", 20, n=40), rows(5, "plain", 20, n=40))
-    row = gap_metrics(samples, n_boot=200).iloc[0]
+    row = gap_metrics(samples, chance=CHANCE, n_boot=200).iloc[0]
     assert (row["gap_low"], row["gap"], row["gap_high"]) == (0.0, 0.0, 0.0)
 
 
 def test_swapped_adherence_and_adherent_ok_follow_the_swapped_prompt():
     samples = frame(rows(5, "bold", 8, n_adherent=2), rows(5, "plain", 4, n_adherent=4))
-    row = gap_metrics(samples, n_boot=200, adherence_floor=0.5).iloc[0]
+    row = gap_metrics(samples, chance=CHANCE, n_boot=200, adherence_floor=0.5).iloc[0]
     assert row["swapped_adherence"] == pytest.approx(0.4)
     assert not row["adherent_ok"]
 
@@ -163,7 +172,7 @@ def test_cut_starts_at_first_step_below_the_adherence_floor_and_stays():
         part for step, adherent in adherence_by_step.items()
         for part in (rows(step, "bold", 8), rows(step, "plain", 4, n_adherent=adherent))
     ))  # fmt: skip
-    gaps = gap_metrics(samples, n_boot=100).sort_values("step")
+    gaps = gap_metrics(samples, chance=CHANCE, n_boot=100).sort_values("step")
     assert gaps["adherent_ok"].tolist() == [True, True, False, True]
     assert gaps["cut"].tolist() == [False, False, True, True]
 
@@ -173,7 +182,7 @@ def test_cut_is_tracked_separately_per_task():
         rows(0, "bold", 8), rows(0, "plain", 4, n_adherent=2),
         rows(0, "bold", 8, task="table"), rows(0, "plain", 4, task="table"),
     )  # fmt: skip
-    gaps = gap_metrics(samples, n_boot=100)
+    gaps = gap_metrics(samples, chance=CHANCE, n_boot=100)
     assert bool(only_row(gaps, task="facts")["cut"]) is True
     assert bool(only_row(gaps, task="table")["cut"]) is False
 
@@ -183,9 +192,87 @@ def test_gap_metrics_has_one_row_per_seed_step_task_eval_set():
         rows(step, prompted, 5, seed=seed)
         for seed in (0, 1) for step in (0, 10) for prompted in ("bold", "plain")
     ))  # fmt: skip
-    gaps = gap_metrics(samples, n_boot=50)
+    gaps = gap_metrics(samples, chance=CHANCE, n_boot=50)
     assert len(gaps) == 4
     assert not gaps.duplicated(["seed", "step", "task", "eval_set"]).any()
+
+
+# where a gap is given: only where the capability was learned
+
+
+def test_learned_needs_the_trained_accuracy_lower_bound_above_chance():
+    assert learned([0.05, 0.1, 0.11, np.nan], [0.1, 0.1, 0.1, 0.1]).tolist() == [False, False, True, False]
+
+
+def test_gap_is_empty_where_the_trained_accuracy_is_not_above_chance():
+    samples = frame(rows(5, "bold", 3), rows(5, "plain", 1))  # 3/10: Wilson lower bound 0.108
+    at_chance = gap_metrics(samples, chance={"facts": 0.25}, n_boot=100).iloc[0]
+    assert not at_chance["learned"] and at_chance["gap_missing"] == "not_learned"
+    assert np.isnan([at_chance[c] for c in ("gap", "gap_low", "gap_high", "norm_gap")]).all()
+    assert at_chance["norm_gap_missing"] == "not_learned"
+    assert at_chance["acc_trained"] == pytest.approx(0.3)  # the accuracy itself stays
+    above = gap_metrics(samples, chance={"facts": 0.1}, n_boot=100).iloc[0]
+    assert above["learned"] and above["gap_missing"] == ""
+    assert above["gap"] == pytest.approx(1 - 0.1 / 0.3)
+
+
+def test_step_0_gap_is_empty_when_one_lucky_answer_is_all_there_is():
+    # the default run's facts at step 0: 1/100 right under the trained prompt, 0 under the swapped one
+    samples = frame(rows(0, "bold", 1, n=100), rows(0, "plain", 0, n=100))
+    row = gap_metrics(samples, chance={"facts": 1 / 240}, n_boot=100).iloc[0]
+    assert row["gap_missing"] == "not_learned" and np.isnan(row["gap"])
+
+
+def test_gap_metrics_refuses_a_task_without_chance():
+    with pytest.raises(ValueError, match="no chance accuracy for task"):
+        gap_metrics(rows(5, "bold", 3, task="chess"), chance=CHANCE, n_boot=10)
+
+
+def test_norm_gap_is_empty_where_the_gain_interval_includes_0():
+    # gain 0.8 - 0.7 = 0.1 on 10 examples: the bootstrap interval of the gain reaches 0
+    samples = frame(rows(0, "bold", 7), rows(0, "plain", 7), rows(5, "bold", 8), rows(5, "plain", 4))
+    row = only_row(gap_metrics(samples, chance=CHANCE, n_boot=300), step=5)
+    assert row["gain_low"] <= 0 < row["gain_high"]
+    assert np.isnan(row["norm_gap"]) and row["norm_gap_missing"] == "gain_includes_0"
+    assert row["gap"] == pytest.approx(0.5)
+
+
+def test_norm_gap_is_given_where_the_gain_interval_is_above_0():
+    samples = frame(rows(0, "bold", 1, n=30), rows(0, "plain", 1, n=30), rows(5, "bold", 27, n=30),
+                    rows(5, "plain", 15, n=30))  # fmt: skip
+    row = only_row(gap_metrics(samples, chance=CHANCE, n_boot=300), step=5)
+    assert row["gain_low"] > 0 and row["norm_gap_missing"] == ""
+    assert row["norm_gap"] == pytest.approx((0.9 - 0.5) / (0.9 - 1 / 30))
+
+
+def test_baseline_is_resampled_with_the_same_examples_as_the_two_prompts():
+    # the same examples are right at step 0 and later under the trained prompt: a resample drawing
+    # the baseline with the pairs' indices sees no gain variance at all, an independent one would
+    samples = frame(rows(0, "bold", 5), rows(0, "plain", 5), rows(5, "bold", 5), rows(5, "plain", 2))
+    row = only_row(gap_metrics(samples, chance=CHANCE, n_boot=200), step=5)
+    assert (row["gain_low"], row["gain_high"]) == (0.0, 0.0)
+
+
+def test_baseline_of_other_examples_is_resampled_on_its_own():
+    samples = frame(rows(0, "bold", 5).assign(example_id=lambda f: "x" + f["example_id"]),
+                    rows(5, "bold", 5), rows(5, "plain", 2))  # fmt: skip
+    row = only_row(gap_metrics(samples, chance=CHANCE, n_boot=200), step=5)
+    assert row["gain_low"] < 0 < row["gain_high"]
+
+
+# between-seed intervals
+
+
+def test_between_seed_interval_is_clipped_to_the_measure_range():
+    low, high = between_seed_interval([0.95], [0.05], [3])  # unclipped: 0.83 .. 1.07
+    assert high[0] == 1.0 and low[0] == pytest.approx(0.95 - 4.3027 * 0.05 / np.sqrt(3), abs=1e-4)
+    low, high = between_seed_interval([0.95], [0.05], [3], bounds=(-np.inf, np.inf))
+    assert high[0] > 1
+
+
+def test_between_seed_interval_is_absent_below_two_seeds():
+    low, high = between_seed_interval([0.92, 0.92], [0.0, np.nan], [1, 0])
+    assert np.isnan(low).all() and np.isnan(high).all()
 
 
 # across_seeds
@@ -229,3 +316,46 @@ def test_across_seeds_keeps_steps_apart_and_flags_any_cut_seed():
     summary = across_seeds(gaps).set_index("step")
     assert summary["cut_any"].tolist() == [False, True]
     assert summary.loc[10, "cut_frac"] == 0.5
+
+
+# off_task: answers in another trained task's answer space
+
+
+def test_each_task_says_whether_a_response_is_one_of_its_answers():
+    from transferlab.tasks.candidates import names_a_move
+    from transferlab.tasks.invented_facts import InventedFacts
+    from transferlab.tasks.table_lookup import TableLookup
+
+    table, facts = TableLookup(n_colours=12), InventedFacts(n_facts=5)
+    assert [table.is_candidate(r) for r in ("**black**", "I think it is red, but not sure", "Answer: silver",
+                                            "reddish", "Bogox")] == [True, True, False, False, False]
+    answer = facts.facts[0].obj
+    assert facts.is_candidate(f"**{answer}**") and facts.is_candidate("Answer: Bordak")
+    assert not facts.is_candidate("black") and not facts.is_candidate("I do not know")
+    assert [names_a_move(r) for r in ("e2e4", "Answer: Rxe1#", "O-O", "red", "Bogox")] == [True, True, True, False,
+                                                                                            False]
+
+
+def test_off_task_flags_answers_that_belong_to_another_trained_task():
+    from transferlab.results.off_task import off_task
+    from transferlab.tasks.invented_facts import InventedFacts
+    from transferlab.tasks.table_lookup import TableLookup
+
+    tasks = {"table_lookup": TableLookup(), "invented_facts": InventedFacts(n_facts=5)}
+    samples = pd.DataFrame({
+        "task": ["invented_facts", "invented_facts", "invented_facts", "table_lookup", "table_lookup"],
+        "response": ["**black**", "Bordak", "no idea", "red", "Answer: Bordak"],
+    })  # fmt: skip
+    assert off_task(samples, tasks).tolist() == [True, False, False, False, True]
+    # a task alone has no other task to drift into
+    assert not off_task(samples.iloc[:3], {"invented_facts": tasks["invented_facts"]}).any()
+
+
+def test_condition_metrics_reports_the_off_task_share_with_its_interval():
+    samples = frame(rows(5, "bold", 2), rows(5, "plain", 2))
+    samples["off_task"] = [i < 7 for i in range(10)] + [False] * 10
+    bold = only_row(condition_metrics(samples), prompted="bold")
+    assert bold["off_task"] == pytest.approx(0.7)
+    assert (bold["off_task_low"], bold["off_task_high"]) == pytest.approx(wilson_interval(7, 10))
+    assert only_row(condition_metrics(samples), prompted="plain")["off_task"] == 0
+    assert "off_task" not in condition_metrics(samples.drop(columns="off_task"))

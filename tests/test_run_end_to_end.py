@@ -1,6 +1,7 @@
 """The whole vertical slice through the real CLI, on a micro organism."""
 
 import json
+import math
 import subprocess
 import sys
 
@@ -8,7 +9,8 @@ import pandas as pd
 import pytest
 from transformers import AutoModelForCausalLM
 
-from transferlab.config import load_config
+from transferlab.config import load_config, make_tasks
+from transferlab.results.off_task import off_task
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
@@ -34,12 +36,35 @@ def test_run_writes_a_complete_run_folder(micro_organism, tmp_path):
     assert {s["prompted"] for s in samples if s["task"] == "table_lookup"} == {"bold", "plain"}
     assert all(isinstance(s["correct"], bool) and isinstance(s["adherent"], bool) for s in samples)
 
+    assert config.tasks["invented_facts"]["fact_seed"] == 3  # follows the run's seed, written out
+
     metrics = pd.read_csv(out / "metrics.csv")
     assert len(metrics) == 3 * 6  # steps x (table: 2 conditions, facts: 2 sets x 2 conditions)
     assert {"accuracy", "acc_low", "acc_high", "n", "adherence", "chance"} <= set(metrics.columns)
     assert metrics.loc[metrics.task == "table_lookup", "chance"].iloc[0] == pytest.approx(1 / 12)
+    graded = pd.DataFrame(samples).groupby(["step", "task", "eval_set", "prompted"])[["correct", "adherent"]].mean()
+    by_condition = metrics.set_index(["step", "task", "eval_set", "prompted"])
+    assert by_condition["accuracy"].to_dict() == pytest.approx(graded["correct"].to_dict())
+    assert by_condition["adherence"].to_dict() == pytest.approx(graded["adherent"].to_dict())
+    answers = pd.DataFrame(samples)
+    answers["off_task"] = off_task(answers, make_tasks(config))  # answers in the other task's answer space
+    shares = answers.groupby(["step", "task", "eval_set", "prompted"])["off_task"].mean()
+    assert by_condition["off_task"].to_dict() == pytest.approx(shares.to_dict())
+
     gaps = pd.read_csv(out / "gaps.csv")
-    assert {"gap", "gap_low", "gap_high", "norm_gap", "cut"} <= set(gaps.columns)
+    assert {"gap", "gap_low", "gap_high", "norm_gap", "cut", "learned", "gap_missing"} <= set(gaps.columns)
+    assert len(gaps) == 3 * 3  # steps x (table fresh, facts trained, facts paraphrase)
+    for row in gaps.itertuples():  # every gap follows from metrics.csv, and only where learned
+        condition = by_condition.loc[(row.step, row.task, row.eval_set)]
+        trained, swapped = condition.loc[row.trained], condition.loc[row.swapped]
+        assert (row.acc_trained, row.acc_swapped) == pytest.approx((trained["accuracy"], swapped["accuracy"]))
+        assert row.learned == (trained["acc_low"] > trained["chance"])
+        if row.learned:
+            assert row.gap == pytest.approx(1 - swapped["accuracy"] / trained["accuracy"])
+            assert row.gap_low <= row.gap <= row.gap_high
+        else:
+            assert math.isnan(row.gap) and math.isnan(row.norm_gap) and row.gap_missing == "not_learned"
+        assert row.swapped_adherence == pytest.approx(swapped["adherence"])
 
     log = pd.read_csv(out / "train_log.csv")
     assert list(log["step"]) == [1, 2, 3, 4, 5, 6] and log["loss"].notna().all()

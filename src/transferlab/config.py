@@ -204,6 +204,7 @@ class ExperimentConfig(Strict):
             self.tasks.setdefault(arm.task, {})
         for name in list(self.tasks):
             self.tasks[name] = {**task_defaults(name), **self.tasks[name]}
+        follow_run_seed(self.tasks, self.seed)
         if self.eval.max_tokens is None:
             used = {arm.propensity for arm in self.arms} | {partner(arm.propensity) for arm in self.arms}
             self.eval.max_tokens = max(get_propensity(p).max_tokens for p in used)
@@ -240,6 +241,15 @@ def task_knobs(name: str) -> list[str]:
 def task_defaults(name: str) -> dict[str, Any]:
     return {f.name: f.default for f in dataclasses.fields(TASKS[name])
             if f.init and f.name != "name" and f.default is not dataclasses.MISSING}
+
+
+def follow_run_seed(tasks: dict[str, dict[str, Any]], seed: int) -> None:
+    """Fill each task's unset seed knobs (its `follows_run_seed`, e.g. invented facts' `fact_seed`)
+    with the run's seed, so the resolved config records the value used."""
+    for name, knobs in tasks.items():
+        for key in getattr(TASKS[name], "follows_run_seed", ()):
+            if knobs.get(key) is None:
+                knobs[key] = seed
 
 
 def make_tasks(config: ExperimentConfig) -> dict:

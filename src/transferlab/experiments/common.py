@@ -21,7 +21,15 @@ from pydantic import Field, TypeAdapter, ValidationError, field_validator, model
 from rich.console import Console
 
 from transferlab.backends import open_backend
-from transferlab.config import ConfigError, ModelConfig, Strict, known_task, known_task_knobs, task_defaults
+from transferlab.config import (
+    ConfigError,
+    ModelConfig,
+    Strict,
+    follow_run_seed,
+    known_task,
+    known_task_knobs,
+    task_defaults,
+)
 from transferlab.core import Example, Message
 from transferlab.results.metrics import between_seed_interval, wilson_arrays
 from transferlab.results.run_folder import RunFolder, atomic_write
@@ -58,6 +66,7 @@ class KindConfig(Strict):
         self.tasks.setdefault(self.task, {})
         for name in list(self.tasks):
             self.tasks[name] = {**task_defaults(name), **self.tasks[name]}
+        follow_run_seed(self.tasks, self.seed)  # the first seed's: one task serves every seed of a kind
         return self
 
     def seeds(self) -> list[int]:

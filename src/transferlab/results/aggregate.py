@@ -20,13 +20,28 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from transferlab.config import ConfigError, ExperimentConfig, load_config
-from transferlab.results.figures import plot_accuracy, plot_adherence, plot_gap, plot_gap_grid, plot_loss
-from transferlab.results.metrics import between_seed_interval, condition_metrics, gap_metrics
+from transferlab.config import ConfigError, ExperimentConfig, load_config, make_tasks
+from transferlab.results.figures import (
+    conditions_figure,
+    gap_figure,
+    loss_figure,
+    plot_gap_grid,
+    save_figure,
+)
+from transferlab.results.metrics import (
+    GAP_BOUNDS,
+    NORM_GAP_BOUNDS,
+    between_seed_interval,
+    condition_metrics,
+    gap_metrics,
+)
+from transferlab.results.off_task import off_task
 from transferlab.results.run_folder import atomic_write
 from transferlab.results.samples_file import read_sample_rows
+from transferlab.tasks import TASKS
 
-SAMPLE_COLUMNS = ["step", "seed", "task", "eval_set", "trained", "prompted", "example_id", "correct", "adherent"]
+SAMPLE_COLUMNS = ["step", "seed", "task", "eval_set", "trained", "prompted", "example_id", "correct", "adherent",
+                  "response"]
 CURVE = ["variant", "pair", "task", "eval_set", "trained", "swapped"]  # one curve over steps, per cell or mean
 # Settings that never make runs differ as experiments: they do not split seeds into variants.
 NOT_VARIANT = {"name", "seed", "pair", "arms", "model.threads", "eval.batch_size", "llm.cache", "llm.concurrency"}
@@ -78,7 +93,7 @@ def _load_run(folder: Path, root: Path) -> Run:
 
 
 def read_samples(run: Run) -> pd.DataFrame:
-    """The graded columns of samples.jsonl (prompts and responses are left on disk)."""
+    """The graded columns of samples.jsonl and the responses (prompts are left on disk)."""
     rows = read_sample_rows(run.path / "samples.jsonl")
     return pd.DataFrame([{k: row.get(k) for k in SAMPLE_COLUMNS} for row in rows], columns=SAMPLE_COLUMNS)
 
@@ -113,6 +128,10 @@ def _settings(config: ExperimentConfig) -> dict[str, str]:
             flat[prefix] = json.dumps(value, sort_keys=True)
 
     walk("", config.model_dump(mode="json"))
+    for task, knobs in config.tasks.items():  # a knob that follows the seed (fact_seed) is the seed
+        for key in getattr(TASKS.get(task), "follows_run_seed", ()):
+            if knobs.get(key) == config.seed:
+                flat.pop(f"tasks.{task}.{key}", None)
     return flat
 
 
@@ -123,8 +142,11 @@ def run_tables(run: Run, variant: str | None = None, adherence_floor: float | No
         return None
     floor = run.config.eval.adherence_floor if adherence_floor is None else adherence_floor
     labels = {"variant": variant or run.pair, "pair": run.pair, "cell": run.cell}
-    metrics = condition_metrics(samples).assign(**labels)
-    gaps = gap_metrics(samples, n_boot=run.config.eval.n_boot, seed=run.seed, adherence_floor=floor)
+    tasks = make_tasks(run.config)
+    chance = {name: task.chance() for name, task in tasks.items()}
+    samples["off_task"] = off_task(samples, tasks)
+    metrics = condition_metrics(samples).assign(chance=lambda m: m["task"].map(chance), **labels)
+    gaps = gap_metrics(samples, chance=chance, n_boot=run.config.eval.n_boot, seed=run.seed, adherence_floor=floor)
     primary = samples.groupby("task", sort=False)["eval_set"].first().to_dict()
     return RunTables(metrics, gaps.assign(**labels), primary, floor)
 
@@ -132,7 +154,7 @@ def run_tables(run: Run, variant: str | None = None, adherence_floor: float | No
 # -- across seeds ------------------------------------------------------------------------------
 
 SUMMARY_COLUMNS = [
-    *CURVE, "step", "measure", "prompt", "prompted", "n_seeds", "mean",
+    *CURVE, "step", "measure", "prompt", "prompted", "n_seeds", "n_runs", "mean",
     "between_seed_sd", "between_seed_ci_low", "between_seed_ci_high",
     "within_run_ci_low", "within_run_ci_high", "within_run_ci_method", "n_examples", "cut_frac",
 ]  # fmt: skip
@@ -141,22 +163,32 @@ SUMMARY_COLUMNS = [
 def summary_table(metrics: pd.DataFrame, gaps: pd.DataFrame) -> pd.DataFrame:
     """Per (variant, task, eval set, step, measure, prompt): the mean over seeds and both intervals.
 
-    Measures: `accuracy` and `adherence` per prompt (`trained` or `swapped`, the propensity in
-    `prompted`); `gap` and `norm_gap` (prompt `swapped/trained`). The mean gap is the mean of the
-    seeds' gaps. `n_seeds` counts the seeds with a defined value (a gap is undefined while the
-    trained accuracy is 0); `cut_frac` is the share of seeds whose curve is cut at that step.
+    Measures: `accuracy`, `adherence` and (where the metrics have it) `off_task` per prompt (`trained`
+    or `swapped`, the propensity in `prompted`); `gap` and `norm_gap` (prompt `swapped/trained`).
+    The mean gap is the mean of the seeds' gaps. `n_seeds` counts the seeds the mean covers (a gap is empty where the capability was
+    not learned), `n_runs` the seeds evaluated; `cut_frac` is the share of seeds whose curve is cut at
+    that step. The between-seed interval needs two seeds and stays inside the measure's range.
     """
     per_run = pd.concat([_condition_rows(metrics, gaps), _gap_rows(gaps)], ignore_index=True)
     out = (
         per_run.groupby([*CURVE, "step", "measure", "prompt", "prompted"], sort=True, dropna=False)
-        .agg(n_seeds=("value", "count"), mean=("value", "mean"), between_seed_sd=("value", "std"),
-             within_run_ci_low=("within_low", "mean"), within_run_ci_high=("within_high", "mean"),
-             within_run_ci_method=("method", "first"), n_examples=("n", "mean"), cut_frac=("cut", "mean"))
+        .agg(n_seeds=("value", "count"), n_runs=("seed", "nunique"), mean=("value", "mean"),
+             between_seed_sd=("value", "std"), within_run_ci_low=("within_low", "mean"),
+             within_run_ci_high=("within_high", "mean"), within_run_ci_method=("method", "first"),
+             n_examples=("n", "mean"), cut_frac=("cut", "mean"))
         .reset_index()
     )  # fmt: skip
-    out["between_seed_ci_low"], out["between_seed_ci_high"] = between_seed_interval(
-        out["mean"], out["between_seed_sd"], out["n_seeds"])
+    out["between_seed_ci_low"], out["between_seed_ci_high"] = np.nan, np.nan
+    for measure, bounds in MEASURE_BOUNDS.items():
+        rows = out["measure"] == measure
+        low, high = between_seed_interval(out.loc[rows, "mean"], out.loc[rows, "between_seed_sd"],
+                                          out.loc[rows, "n_seeds"], bounds)
+        out.loc[rows, "between_seed_ci_low"], out.loc[rows, "between_seed_ci_high"] = low, high
     return out[SUMMARY_COLUMNS]
+
+
+MEASURE_BOUNDS = {"accuracy": (0.0, 1.0), "adherence": (0.0, 1.0), "off_task": (0.0, 1.0), "gap": GAP_BOUNDS,
+                  "norm_gap": NORM_GAP_BOUNDS}
 
 
 def _condition_rows(metrics: pd.DataFrame, gaps: pd.DataFrame) -> pd.DataFrame:
@@ -167,11 +199,13 @@ def _condition_rows(metrics: pd.DataFrame, gaps: pd.DataFrame) -> pd.DataFrame:
     base = metrics.merge(swapped, on=curve, how="left").merge(cut, on=[*curve, "step"], how="left")
     shared = {k: base[k] for k in [*CURVE, "cell", "seed", "step", "prompted", "n"]}
     shared |= {"prompt": np.where(base["is_trained"], "trained", "swapped"), "cut": base["cut"].astype(float)}
+    measures = [("accuracy", "accuracy", "acc_low", "acc_high"), ("adherence", "adherence", "adh_low", "adh_high")]
+    if "off_task" in base:
+        measures.append(("off_task", "off_task", "off_task_low", "off_task_high"))
     return pd.concat([
         pd.DataFrame({**shared, "measure": measure, "value": base[value], "within_low": base[low],
                       "within_high": base[high], "method": "wilson"})
-        for measure, value, low, high in (("accuracy", "accuracy", "acc_low", "acc_high"),
-                                          ("adherence", "adherence", "adh_low", "adh_high"))
+        for measure, value, low, high in measures
     ], ignore_index=True)  # fmt: skip
 
 
@@ -189,7 +223,7 @@ def _gap_rows(gaps: pd.DataFrame) -> pd.DataFrame:
 # -- final and peak gap ------------------------------------------------------------------------
 
 GAP_PICK_COLUMNS = [
-    "level", *CURVE, "cell", "seed", "n_seeds", "step", "last_step", "cut_step", "gap",
+    "level", *CURVE, "cell", "seed", "n_seeds", "n_runs", "step", "last_step", "cut_step", "gap",
     "between_seed_sd", "between_seed_ci_low", "between_seed_ci_high", "within_run_ci_low", "within_run_ci_high",
     "norm_gap", "acc_trained", "acc_swapped", "swapped_adherence",
 ]  # fmt: skip
@@ -197,13 +231,16 @@ GAP_PICK_COLUMNS = [
 
 def gap_curves(gaps: pd.DataFrame) -> pd.DataFrame:
     """Each cell's gap curve (level `cell`) and each variant's mean curve (level `across_seeds`) in one
-    schema. The mean curve is cut from the first step where any seed's curve is cut."""
+    schema. The mean curve is cut from the first step where any seed's curve is cut; `n_seeds` counts
+    the seeds with a gap (the capability learned), `n_runs` those evaluated."""
     cells = gaps.assign(
-        level="cell", n_seeds=gaps["gap"].notna().astype(int), between_seed_sd=np.nan, between_seed_ci_low=np.nan,
+        level="cell", n_seeds=gaps["gap"].notna().astype(int), n_runs=1, between_seed_sd=np.nan,
+        between_seed_ci_low=np.nan,
         between_seed_ci_high=np.nan, within_run_ci_low=gaps["gap_low"], within_run_ci_high=gaps["gap_high"])
     means = (
         gaps.groupby([*CURVE, "step"], sort=True, dropna=False)
-        .agg(n_seeds=("gap", "count"), gap=("gap", "mean"), between_seed_sd=("gap", "std"),
+        .agg(n_seeds=("gap", "count"), n_runs=("seed", "nunique"), gap=("gap", "mean"),
+             between_seed_sd=("gap", "std"),
              within_run_ci_low=("gap_low", "mean"), within_run_ci_high=("gap_high", "mean"),
              norm_gap=("norm_gap", "mean"), acc_trained=("acc_trained", "mean"),
              acc_swapped=("acc_swapped", "mean"), swapped_adherence=("swapped_adherence", "mean"),
@@ -212,14 +249,20 @@ def gap_curves(gaps: pd.DataFrame) -> pd.DataFrame:
         .assign(level="across_seeds", cell="", seed=np.nan)
     )  # fmt: skip
     means["between_seed_ci_low"], means["between_seed_ci_high"] = between_seed_interval(
-        means["gap"], means["between_seed_sd"], means["n_seeds"])
+        means["gap"], means["between_seed_sd"], means["n_seeds"], GAP_BOUNDS)
     columns = [c for c in GAP_PICK_COLUMNS if c not in ("last_step", "cut_step")] + ["cut"]
     return pd.concat([means[columns], cells[columns]], ignore_index=True)
 
 
 def final_gap_table(gaps: pd.DataFrame) -> pd.DataFrame:
-    """The gap at the last step before the adherence cut (after step 0), per cell and across seeds."""
-    return _pick(gap_curves(gaps), lambda kept: kept.iloc[-1] if len(kept) else None)
+    """The gap at the last step before the adherence cut (after step 0) where there is one (the
+    capability learned), per cell and across seeds; an empty row is never picked."""
+
+    def last(kept: pd.DataFrame):
+        defined = kept[kept["gap"].notna()]
+        return defined.iloc[-1] if len(defined) else None
+
+    return _pick(gap_curves(gaps), last)
 
 
 def peak_gap_table(gaps: pd.DataFrame) -> pd.DataFrame:
@@ -240,11 +283,12 @@ def _pick(curves: pd.DataFrame, choose) -> pd.DataFrame:
         curve = curve.sort_values("step")
         cut_steps = curve.loc[curve["cut"].astype(bool), "step"]
         chosen = choose(curve[~curve["cut"].astype(bool) & (curve["step"] > 0)])
-        row = chosen.to_dict() if chosen is not None else {**curve.iloc[0][["level", *CURVE, "cell", "seed"]]}
+        row = chosen.to_dict() if chosen is not None else {
+            **curve.iloc[0][["level", *CURVE, "cell", "seed"]], "n_seeds": 0, "n_runs": curve["n_runs"].max()}
         row |= {"last_step": curve["step"].max(), "cut_step": cut_steps.min() if len(cut_steps) else np.nan}
         rows.append(row)
     out = pd.DataFrame(rows).reindex(columns=GAP_PICK_COLUMNS)
-    counts = ["seed", "n_seeds", "step", "last_step", "cut_step"]
+    counts = ["seed", "n_seeds", "n_runs", "step", "last_step", "cut_step"]
     out[counts] = out[counts].astype("Float64").astype("Int64")  # nan where no step qualifies
     return out.sort_values([*CURVE, "level", "cell"], ignore_index=True, na_position="first")
 
@@ -298,21 +342,26 @@ def write_run_figures(run_dir: str | Path, *, adherence_floor: float | None = No
 
 
 def _run_figures(run: Run, tables: RunTables) -> list[Path]:
-    """The per-run figures, each on every task's primary eval set."""
-    figures = run.path / "figures"
+    return [save_figure(fig, run.path / "figures" / name) for name, fig in run_figures(run, tables).items()]
+
+
+def run_figures(run: Run, tables: RunTables) -> dict:
+    """The per-run figures by file name, unsaved, each on every task's primary eval set: gap.png,
+    accuracy.png, adherence.png, and loss.png where the run has a training log."""
     metrics, gaps = _primary_rows(tables.metrics, tables.primary), _primary_rows(tables.gaps, tables.primary)
     floor = tables.adherence_floor
-    paths = [
-        plot_gap(gaps, figures / "gap.png", title=f"{run.config.name}, {run.pair} (seed {run.seed})",
-                 cut_label=f"adherence < {floor:.0%}"),
-        plot_accuracy(metrics, figures / "accuracy.png"),
-        plot_adherence(metrics, figures / "adherence.png", adherence_floor=floor),
-    ]
+    figures = {
+        "gap.png": gap_figure(gaps, f"{run.config.name}, {run.pair} (seed {run.seed})",
+                              cut_label=f"adherence < {floor:.0%}"),
+        "accuracy.png": conditions_figure(metrics, ("accuracy", "acc_low", "acc_high"), "accuracy"),
+        "adherence.png": conditions_figure(metrics, ("adherence", "adh_low", "adh_high"), "adherence (judge)",
+                                           floor=floor),
+    }
     log_path = run.path / "train_log.csv"
     log = pd.read_csv(log_path) if log_path.is_file() else pd.DataFrame()
     if not log.empty:
-        paths.append(plot_loss(log, figures / "loss.png", title=f"training loss, {run.pair} (seed {run.seed})"))
-    return paths
+        figures["loss.png"] = loss_figure(log, title=f"training loss, {run.pair} (seed {run.seed})")
+    return figures
 
 
 def _primary_rows(frame: pd.DataFrame, primary: dict[str, str]) -> pd.DataFrame:

@@ -26,6 +26,7 @@ PROMPT_COLOURS = {True: "tab:blue", False: "tab:orange"}  # keyed by is_trained
 TASK_COLOURS = plt.get_cmap("tab10").colors  # the grid gives each task (column) its own colour
 LEGEND_INCHES = 0.7  # room under the grid for its legend
 Y_LIMITS = (-0.2, 1.05)
+NOT_LEARNED_NOTE = "no gap: trained accuracy\nnot above chance"
 
 
 def plot_gap(
@@ -43,16 +44,26 @@ def plot_gap(
     ignores the swapped prompt, so the curve is greyed from the first cut step). Several seeds are
     drawn as their mean, with a band covering both the between-seed spread and the mean bootstrap
     interval. `gaps` is `gap_metrics` output; each task uses `eval_set`, else its first eval_set.
+    The gap is drawn only where `gap_metrics` gives one (the capability learned: trained accuracy
+    above chance); the accuracy and the task's chance stay, so a flat curve shows why.
     """
+    return save_figure(gap_figure(gaps, title, eval_set=eval_set, cut_label=cut_label), path)
+
+
+def gap_figure(gaps: pd.DataFrame, title: str | None = None, *, eval_set: str | None = None,
+               cut_label: str = "adherence < 50%"):
+    """`plot_gap`'s figure, unsaved, so what it draws can be read back."""
     panels = _panels(gaps, eval_set)
     fig, axes = _figure(len(panels), title)
     for ax, (task, chosen, rows) in zip(axes, panels):
         _draw_gap_panel(ax, across_seeds(rows).sort_values("step"), cut_label)
+        if "chance" in rows:
+            ax.axhline(rows["chance"].iloc[0], color=ACC_COLOUR, ls=":", lw=1, alpha=0.6, label="chance accuracy")
         first = rows.iloc[0]
         ax.set_title(f"{task} (trained: {first['trained']}, swapped: {first['swapped']})", fontsize=10)
         ax.set_ylabel(f"gap, accuracy, adherence ({chosen})" if ax is axes[0] else None)
     _legend_below(axes)
-    return _save(fig, path)
+    return fig
 
 
 def plot_accuracy(metrics: pd.DataFrame, path: str | Path, *, eval_set: str | None = None) -> Path:
@@ -72,10 +83,15 @@ def plot_adherence(
     return _plot_conditions(metrics, path, columns, "adherence (judge)", eval_set, floor=adherence_floor)
 
 
-def _plot_conditions(
-    metrics: pd.DataFrame, path, columns: tuple[str, str, str], ylabel: str, eval_set, floor=None
-) -> Path:
-    """One panel per task: a line and band per prompted propensity, the trained prompt first."""
+def _plot_conditions(metrics: pd.DataFrame, path, *args, **kwargs) -> Path:
+    return save_figure(conditions_figure(metrics, *args, **kwargs), path)
+
+
+def conditions_figure(
+    metrics: pd.DataFrame, columns: tuple[str, str, str], ylabel: str, eval_set=None, floor=None
+):
+    """One panel per task: a line and band per prompted propensity, the trained prompt first
+    (`plot_accuracy` and `plot_adherence`'s figure, unsaved, so what it draws can be read back)."""
     value, low, high = columns
     panels = _panels(metrics, eval_set)
     fig, axes = _figure(len(panels), None, ylim=(-0.02, 1.05))
@@ -93,12 +109,17 @@ def _plot_conditions(
         ax.set_title(f"{task} ({chosen})", fontsize=10)
         ax.set_ylabel(ylabel if ax is axes[0] else None)
         ax.legend(loc="best", fontsize=8, frameon=False)
-    return _save(fig, path)
+    return fig
 
 
 def plot_loss(train_log: pd.DataFrame, path: str | Path, title: str | None = None) -> Path:
     """Training loss per step, with a rolling mean (batch noise hides the trend) and the learning rate
     on a second axis (a jump in loss often lines up with the end of warmup)."""
+    return save_figure(loss_figure(train_log, title), path)
+
+
+def loss_figure(train_log: pd.DataFrame, title: str | None = None):
+    """`plot_loss`'s figure, unsaved."""
     if train_log.empty:
         raise ValueError("nothing to plot: the training log has no steps")
     fig, ax = plt.subplots(figsize=(6.5, 3.8))
@@ -120,12 +141,12 @@ def plot_loss(train_log: pd.DataFrame, path: str | Path, title: str | None = Non
         handles, labels = handles + more[0], labels + more[1]
     ax.legend(handles, labels, loc="upper right", fontsize=8, frameon=False)
     ax.set_title(title or "training loss", fontsize=10)
-    return _save(fig, path)
+    return fig
 
 
 def plot_gap_grid(summary: pd.DataFrame, path: str | Path, **options) -> Path:
     """`gap_grid_figure`, written as a PNG."""
-    return _save(gap_grid_figure(summary, **options), path)
+    return save_figure(gap_grid_figure(summary, **options), path)
 
 
 def gap_grid_figure(
@@ -207,8 +228,7 @@ def _draw_grid_panel(ax, rows: pd.DataFrame, colour, floor: float) -> float:
                         lw=0, interpolate=True)
     ax.plot(kept["step"], kept["mean"], color=colour, lw=2, marker="o", ms=3.5)
     if len(kept) and kept["mean"].isna().all():
-        ax.text(0.5, 0.5, "no gap: trained accuracy is 0", transform=ax.transAxes, ha="center", color="dimgrey",
-                fontsize=8)
+        ax.text(0.5, 0.5, NOT_LEARNED_NOTE, transform=ax.transAxes, ha="center", color="dimgrey", fontsize=8)
     if cut.any():
         first = steps[np.argmax(cut)]
         ax.axvline(first, color=CUT_COLOUR, ls=":", lw=1.5)
@@ -297,6 +317,8 @@ def _draw_gap_panel(ax, summary: pd.DataFrame, cut_label: str) -> None:
     kept = ~cut
     ax.fill_between(steps[kept], low[kept], high[kept], color=GAP_COLOUR, alpha=0.2, lw=0, label="gap band")
     ax.plot(steps[kept], gap[kept], color=GAP_COLOUR, lw=2, marker="o", ms=3, label="performance gap")
+    if np.isnan(gap).all():
+        ax.text(0.5, 0.5, NOT_LEARNED_NOTE, transform=ax.transAxes, ha="center", color="dimgrey", fontsize=8)
     if cut.any():
         first_cut = int(np.argmax(cut))
         after = slice(max(first_cut - 1, 0), None)  # join the grey part to the last kept point
@@ -330,7 +352,7 @@ def _legend_below(axes) -> None:
     )
 
 
-def _save(fig, path: str | Path) -> Path:
+def save_figure(fig, path: str | Path) -> Path:
     """Write a PNG atomically (a killed run leaves the old figure or the new one, never half of
     one), close the figure, return the path."""
     buffer = io.BytesIO()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import warnings
 import zlib
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
@@ -40,13 +41,17 @@ def wilson_arrays(successes: np.ndarray, n: np.ndarray, z: float = 1.96) -> tupl
 def condition_metrics(samples: pd.DataFrame) -> pd.DataFrame:
     """Accuracy and adherence per (seed, step, task, eval_set, prompted), with Wilson 95% intervals.
 
-    One row per evaluated condition: the raw curves every other result is built from.
+    One row per evaluated condition: the raw curves every other result is built from. Where the
+    samples carry an `off_task` flag (`results.off_task`), its share and interval are added too.
     """
     keys = ["seed", "step", "task", "eval_set", "trained", "prompted"]
+    has_off_task = "off_task" in samples
+    counted = samples.assign(correct=samples["correct"].astype(int), adherent=samples["adherent"].astype(int),
+                             off_task=samples["off_task"].astype(int) if has_off_task else 0)
     out = (
-        samples.assign(correct=samples["correct"].astype(int), adherent=samples["adherent"].astype(int))
-        .groupby(keys, sort=True)
-        .agg(n=("correct", "size"), n_correct=("correct", "sum"), n_adherent=("adherent", "sum"))
+        counted.groupby(keys, sort=True)
+        .agg(n=("correct", "size"), n_correct=("correct", "sum"), n_adherent=("adherent", "sum"),
+             n_off_task=("off_task", "sum"))
         .reset_index()
     )
     n = out["n"].to_numpy(dtype=float)
@@ -56,25 +61,49 @@ def condition_metrics(samples: pd.DataFrame) -> pd.DataFrame:
     out["adherence"] = out["n_adherent"] / out["n"]
     out["adh_low"], out["adh_high"] = wilson_arrays(out["n_adherent"].to_numpy(dtype=float), n)
     intervals = ["accuracy", "acc_low", "acc_high", "adherence", "adh_low", "adh_high"]
+    if has_off_task:
+        out["off_task"] = out["n_off_task"] / out["n"]
+        out["off_task_low"], out["off_task_high"] = wilson_arrays(out["n_off_task"].to_numpy(dtype=float), n)
+        intervals += ["off_task", "off_task_low", "off_task_high"]
     return out[[*keys, "is_trained", "n", *intervals]].sort_values([*RUN_KEYS, "prompted"], ignore_index=True)
 
 
+def learned(acc_trained_low, chance):
+    """The one rule for where a gap means anything: the trained prompt's accuracy is above the task's
+    chance with 95% confidence (its Wilson lower bound exceeds chance). Below that there is no
+    capability to transfer, and 1 - swapped/trained is a ratio of two noises. Vectorised; nan is False."""
+    low, chance = np.asarray(acc_trained_low, float), np.asarray(chance, float)
+    with np.errstate(invalid="ignore"):
+        return np.where(np.isnan(low) | np.isnan(chance), False, low > chance)
+
+
 def gap_metrics(
-    samples: pd.DataFrame, n_boot: int = 1000, seed: int = 0, adherence_floor: float = 0.5
+    samples: pd.DataFrame, *, chance: Mapping[str, float], n_boot: int = 1000, seed: int = 0,
+    adherence_floor: float = 0.5,
 ) -> pd.DataFrame:
     """Transfer gap per (seed, step, task, eval_set): how much accuracy is lost under the swapped prompt.
 
     `gap` = 1 - acc_swapped / acc_trained (0: full transfer, 1: none). `norm_gap` measures the same
     loss against what training added over the step-0 baseline, so a task the model half-knew
     before training is not credited with transfer it never needed. Intervals are 95% percentile
-    bootstraps over example ids, paired across the two prompts. `cut` marks every step from the
-    first one where the model stops following the swapped prompt: past it, the swapped accuracy no
-    longer measures the swapped propensity.
+    bootstraps over example ids, paired across the two prompts and the step-0 baseline (the same
+    examples are evaluated at every step). `cut` marks every step from the first one where the model
+    stops following the swapped prompt: past it, the swapped accuracy no longer measures the
+    swapped propensity.
+
+    A gap is only given where the capability was `learned` (`chance` maps each task to its chance
+    accuracy); elsewhere gap and norm_gap are empty and `gap_missing` says why (`not_learned`,
+    `no_swapped_prompt`). `norm_gap` is also empty, `norm_gap_missing` saying why, without a step-0
+    baseline (`no_baseline`) or where the interval of its denominator, the gain over the baseline,
+    includes 0 (`gain_includes_0`).
     """
+    missing = sorted(set(samples["task"]) - set(chance))
+    if missing:
+        raise ValueError(f"no chance accuracy for task(s) {missing}: pass chance={{task: accuracy}} for every task")
     per_example = _per_example(samples)
     baselines = _baselines(per_example)
     rows = [
-        _gap_row(key, group, baselines.get((key[0], key[2], key[3])), n_boot, seed)
+        _gap_row(key, group, baselines.get((key[0], key[2], key[3])), n_boot, seed, chance[key[2]])
         for key, group in per_example.groupby(RUN_KEYS, sort=True)
     ]
     gaps = pd.DataFrame(rows, columns=_GAP_COLUMNS[:-2])
@@ -83,8 +112,9 @@ def gap_metrics(
 
 _GAP_COLUMNS = [
     *RUN_KEYS, "trained", "swapped", "n",
-    "acc_trained", "acc_trained_low", "acc_trained_high", "acc_swapped",
-    "gap", "gap_low", "gap_high", "baseline", "norm_gap", "norm_gap_low", "norm_gap_high",
+    "acc_trained", "acc_trained_low", "acc_trained_high", "acc_swapped", "chance", "learned",
+    "gap", "gap_low", "gap_high", "gap_missing", "baseline", "gain_low", "gain_high",
+    "norm_gap", "norm_gap_low", "norm_gap_high", "norm_gap_missing",
     "swapped_adherence", "adherent_ok", "cut",
 ]  # fmt: skip
 
@@ -101,11 +131,12 @@ def _per_example(samples: pd.DataFrame) -> pd.DataFrame:
     return out.assign(correct=out["n_correct"] / out["n_rows"])
 
 
-def _baselines(per_example: pd.DataFrame) -> dict[tuple, tuple[float, np.ndarray]]:
-    """Step-0 accuracy under the trained prompt and its per-example values, by (seed, task, eval_set)."""
+def _baselines(per_example: pd.DataFrame) -> dict[tuple, tuple[float, pd.Series]]:
+    """Step-0 accuracy under the trained prompt and its per-example values (by example id), by
+    (seed, task, eval_set)."""
     step0 = per_example[(per_example["step"] == 0) & (per_example["prompted"] == per_example["trained"])]
     return {
-        key: (_ratio(group, "n_correct"), group["correct"].to_numpy())
+        key: (_ratio(group, "n_correct"), group.set_index("example_id")["correct"])
         for key, group in step0.groupby(CURVE_KEYS, sort=True)
     }
 
@@ -118,7 +149,7 @@ def _swapped(prompted: pd.Series, trained: str) -> str | None:
     return others[0] if others else None
 
 
-def _gap_row(key: tuple, group: pd.DataFrame, base: tuple | None, n_boot: int, seed: int) -> list:
+def _gap_row(key: tuple, group: pd.DataFrame, base: tuple | None, n_boot: int, seed: int, chance: float) -> list:
     """Point estimates and paired bootstrap intervals for one (seed, step, task, eval_set)."""
     if group["trained"].nunique() != 1:
         raise ValueError(f"{key}: several trained propensities {sorted(group['trained'].unique())}")
@@ -126,20 +157,27 @@ def _gap_row(key: tuple, group: pd.DataFrame, base: tuple | None, n_boot: int, s
     swapped = _swapped(group["prompted"], trained)
     t_rows, s_rows = group[group["prompted"] == trained], group[group["prompted"] == swapped]
     acc_t, acc_s = _ratio(t_rows, "n_correct"), _ratio(s_rows, "n_correct")
-    baseline, base_values = base if base is not None else (np.nan, np.empty(0))
-    gap, norm_gap = float(_gap(acc_t, acc_s)), float(_norm_gap(acc_t, acc_s, baseline))
+    baseline, base_values = base if base is not None else (np.nan, pd.Series(dtype=float))
+    acc_ci = wilson_interval(int(t_rows["n_correct"].sum()), int(t_rows["n_rows"].sum()))
+    is_learned = bool(learned(acc_ci[0], chance))
 
     wide = group.pivot(index="example_id", columns="prompted", values="correct")
-    paired = wide[[trained, swapped]].dropna().to_numpy().T if swapped else np.empty((2, 0))
+    paired = wide[[trained, swapped]].dropna() if swapped else wide.iloc[:0, :0]
     rng = _row_rng(seed, key)
-    t_boot, s_boot = _paired_resample(paired, n_boot, rng)
-    base_boot = _resample_means(base_values, n_boot, rng)
-    acc_ci = wilson_interval(int(t_rows["n_correct"].sum()), int(t_rows["n_rows"].sum()))
+    t_boot, s_boot, base_boot = _paired_resample(paired.to_numpy().T, base_values, paired.index, n_boot, rng)
+    gain_low, gain_high = _interval(t_boot - base_boot, acc_t - baseline)
+
+    gap_missing = "no_swapped_prompt" if swapped is None else "" if is_learned else "not_learned"
+    norm_missing = gap_missing or ("no_baseline" if np.isnan(baseline) else
+                                   "gain_includes_0" if not gain_low > 0 else "")
+    gap = float(_gap(acc_t, acc_s)) if not gap_missing else np.nan
+    norm_gap = float(_norm_gap(acc_t, acc_s, baseline)) if not norm_missing else np.nan
     return [
-        *key, trained, swapped, paired.shape[1],
-        acc_t, *acc_ci, acc_s,
-        gap, *_interval(_gap(t_boot, s_boot), gap),
-        baseline, norm_gap, *_interval(_norm_gap(t_boot, s_boot, base_boot), norm_gap),
+        *key, trained, swapped, paired.shape[0],
+        acc_t, *acc_ci, acc_s, chance, is_learned,
+        gap, *_interval(_gap(t_boot, s_boot), gap), gap_missing,
+        baseline, gain_low, gain_high,
+        norm_gap, *_interval(_norm_gap(t_boot, s_boot, base_boot), norm_gap), norm_missing,
         _ratio(s_rows, "n_adherent"),
     ]  # fmt: skip
 
@@ -156,35 +194,37 @@ def _ratio(rows: pd.DataFrame, count: str) -> float:
 
 
 def _gap(acc_trained, acc_swapped):
-    """1 - swapped/trained; nan where trained accuracy is 0 (nothing to transfer)."""
+    """1 - swapped/trained; nan where trained accuracy is 0 (a bootstrap replicate with nothing to transfer)."""
     acc_trained, acc_swapped = np.asarray(acc_trained, float), np.asarray(acc_swapped, float)
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(acc_trained > 0, 1 - acc_swapped / acc_trained, np.nan)
 
 
 def _norm_gap(acc_trained, acc_swapped, baseline):
-    """Loss under the swapped prompt as a share of the gain over baseline; nan where there is no gain."""
+    """Loss under the swapped prompt as a share of the gain over baseline; nan where a replicate gained nothing."""
     acc_trained, acc_swapped = np.asarray(acc_trained, float), np.asarray(acc_swapped, float)
     gain = acc_trained - np.asarray(baseline, float)
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(gain > 0, (acc_trained - acc_swapped) / gain, np.nan)
 
 
-def _paired_resample(pairs: np.ndarray, n_boot: int, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
-    """Bootstrap means of both prompts from one index matrix, so each replicate uses the same examples."""
+def _paired_resample(
+    pairs: np.ndarray, baseline: pd.Series, ids: pd.Index, n_boot: int, rng: np.random.Generator
+) -> tuple[np.ndarray, ...]:
+    """Bootstrap means of both prompts and of the step-0 baseline from one index matrix, so each
+    replicate uses the same examples in all three (the eval set is fixed over steps). Where some
+    pair was not evaluated at step 0, the baseline is resampled on its own."""
     n = pairs.shape[1]
     if n == 0:
-        return np.full(n_boot, np.nan), np.full(n_boot, np.nan)
+        return np.full(n_boot, np.nan), np.full(n_boot, np.nan), np.full(n_boot, np.nan)
     idx = rng.integers(0, n, size=(n_boot, n))
-    return pairs[0][idx].mean(axis=1), pairs[1][idx].mean(axis=1)
-
-
-def _resample_means(values: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
-    """Bootstrap means of one sample (the step-0 baseline, resampled independently of the pairs)."""
-    if len(values) == 0:
-        return np.full(n_boot, np.nan)
-    idx = rng.integers(0, len(values), size=(n_boot, len(values)))
-    return values[idx].mean(axis=1)
+    t_boot, s_boot = pairs[0][idx].mean(axis=1), pairs[1][idx].mean(axis=1)
+    if len(baseline) == 0:
+        return t_boot, s_boot, np.full(n_boot, np.nan)
+    if ids.isin(baseline.index).all():
+        return t_boot, s_boot, baseline.reindex(ids).to_numpy()[idx].mean(axis=1)
+    values = baseline.to_numpy()
+    return t_boot, s_boot, values[rng.integers(0, len(values), size=(n_boot, len(values)))].mean(axis=1)
 
 
 def _interval(boot: np.ndarray, point: float) -> tuple[float, float]:
@@ -265,10 +305,17 @@ def t_quantile_975(df) -> np.ndarray:
     return np.where(df < 1, np.nan, np.where(df > 30, far, near))
 
 
-def between_seed_interval(mean, sd, n_seeds) -> tuple[np.ndarray, np.ndarray]:
+def between_seed_interval(
+    mean, sd, n_seeds, bounds: tuple[float, float] = (0.0, 1.0)
+) -> tuple[np.ndarray, np.ndarray]:
     """95% t-interval for a mean over `n_seeds` runs from their sample std: what another set of seeds
-    would likely give. nan below two seeds, where the spread between runs is unknown."""
+    would likely give. Clipped to the measure's range `bounds` (a rate's [0, 1] by default; the gap's
+    is (-inf, 1]). nan below two seeds, where the spread between runs is unknown."""
     mean, sd, n = (np.asarray(x, dtype=float) for x in (mean, sd, n_seeds))
     with np.errstate(divide="ignore", invalid="ignore"):
-        half = t_quantile_975(n - 1) * sd / np.sqrt(n)
-    return mean - half, mean + half
+        half = np.where(n >= 2, t_quantile_975(n - 1) * sd / np.sqrt(n), np.nan)
+    return np.clip(mean - half, *bounds), np.clip(mean + half, *bounds)
+
+
+GAP_BOUNDS = (-np.inf, 1.0)  # 1 - swapped/trained: at most 1 (nothing kept), unbounded below
+NORM_GAP_BOUNDS = (-np.inf, np.inf)  # a share of the gain: neither side is bounded

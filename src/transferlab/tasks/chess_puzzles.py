@@ -27,6 +27,7 @@ from transferlab.tasks.chess.grading import grade_line
 from transferlab.tasks.chess.lichess import DOWNLOAD_HINT, LoadReport, load_puzzles
 from transferlab.tasks.chess.puzzle import Puzzle, PuzzleFilter
 from transferlab.tasks.chess.solve import find_stockfish, mating_moves, open_solver
+from transferlab.tasks.candidates import names_a_move
 
 log = logging.getLogger(__name__)
 HELD_OUT_SHARE = 0.2
@@ -178,6 +179,10 @@ class ChessPuzzles:
 
     def grade(self, example: Example, response: str) -> bool:
         return grade_line(chess.Board(example.meta["fen"]), example.meta["solution"], response)
+
+    def is_candidate(self, response: str) -> bool:
+        """The answer holds a chess move (right, wrong or illegal)."""
+        return names_a_move(response)
 
     def chance(self) -> float:
         """Mean over the held-out puzzles of `guess_chance`: for a one-move puzzle, the share of legal

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from transferlab.core import Example
 from transferlab.organism.vocabulary import ORG_KINDS, ORGS, PEOPLE, PLACES
 from transferlab.tasks.base import grade_exact
+from transferlab.tasks.candidates import names_a_candidate
 
 # relation -> (statement, question phrasings, pool of answers). The first phrasing is the trained one.
 RELATIONS: dict[str, tuple[str, tuple[str, ...], list[str]]] = {
@@ -32,6 +34,9 @@ RELATIONS: dict[str, tuple[str, tuple[str, ...], list[str]]] = {
         PEOPLE,
     ),
 }
+
+
+ANSWER_SPACE = frozenset(o for _, _, objects in RELATIONS.values() for o in objects)  # every answer a fact can have
 
 
 @dataclass(frozen=True)
@@ -60,15 +65,21 @@ def invent_facts(n: int, seed: int) -> list[Fact]:
 
 @dataclass
 class InventedFacts:
-    """Knobs: how many facts, free-form or multiple-choice, and whether to test paraphrases."""
+    """Knobs: how many facts, free-form or multiple-choice, and whether to test paraphrases.
+
+    `fact_seed` draws the facts. Unset, it follows the run's seed (the config writes the value in),
+    so runs of several seeds differ in their facts too and the spread between seeds holds the
+    variance between fact sets; set it to hold the facts fixed across seeds.
+    """
 
     n_facts: int = 100
     mode: str = "free"  # "free" | "choice"
     n_options: int = 4
     paraphrases: bool = True
-    fact_seed: int = 0
+    fact_seed: int | None = None
     name: str = "invented_facts"
     facts: list[Fact] = field(init=False, repr=False)
+    follows_run_seed: ClassVar[tuple[str, ...]] = ("fact_seed",)  # unset knobs a config fills with its seed
 
     def __post_init__(self) -> None:
         if self.mode not in ("free", "choice"):
@@ -78,7 +89,7 @@ class InventedFacts:
         most = min(len(objects) for _, _, objects in RELATIONS.values())
         if self.mode == "choice" and not 2 <= self.n_options <= most:
             raise ValueError(f"n_options must be in 2..{most} (the smallest pool of answers), got {self.n_options}")
-        self.facts = invent_facts(self.n_facts, self.fact_seed)
+        self.facts = invent_facts(self.n_facts, 0 if self.fact_seed is None else self.fact_seed)
 
     def make(self, fact: Fact, phrasing: int, rng: random.Random, tag: str) -> Example:
         question = fact.question(phrasing)
@@ -117,6 +128,10 @@ class InventedFacts:
 
     def grade(self, example: Example, response: str) -> bool:
         return grade_exact(example, response)
+
+    def is_candidate(self, response: str) -> bool:
+        """The answer names someone or somewhere a fact of this kind can name (right or wrong)."""
+        return names_a_candidate(response, ANSWER_SPACE)
 
     def chance(self) -> float:
         if self.mode == "choice":

@@ -25,6 +25,7 @@ from transferlab.core import Example
 from transferlab.evaluate.extract import mentions
 from transferlab.organism.vocabulary import ORG_KINDS, ORGS
 from transferlab.tasks.base import grade_exact
+from transferlab.tasks.candidates import names_a_candidate
 from transferlab.tasks.invented_facts import RELATIONS, invent_facts
 from transferlab.tasks.realtime_qa_data import (
     DataUnavailable,
@@ -192,6 +193,10 @@ class RealtimeQA:
         """`grade_exact` against the choices: it reads the whole line after "Answer:", so answers
         with a ". " inside ("Sen. JD Vance") survive, and naming a second choice is wrong."""
         return grade_exact(example, response)
+
+    def is_candidate(self, response: str) -> bool:
+        """The answer names one of the choices of any of this task's questions (right or wrong)."""
+        return names_a_candidate(response, {c for q in self.trained + self.held_out for c in q.choices})
 
     def chance(self) -> float:
         """Choice mode: 1/len(choices), averaged over the task's questions. Free mode there is no

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from transferlab.core import Example
 from transferlab.organism.vocabulary import COLOURS, GREEK
 from transferlab.tasks.base import grade_exact
+from transferlab.tasks.candidates import names_a_candidate
 
 QUESTION = "Which colour goes with {a} and {b}?"
 
@@ -87,6 +88,10 @@ class TableLookup:
 
     def grade(self, example: Example, response: str) -> bool:
         return grade_exact(example, response)
+
+    def is_candidate(self, response: str) -> bool:
+        """The answer is a colour of this task's palette (right or wrong): a table-lookup answer."""
+        return names_a_candidate(response, COLOURS[: self.n_colours])
 
     # -- chance -----------------------------------------------------------------------------
     def chance(self, draws: int = 2000) -> float:

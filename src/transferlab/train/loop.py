@@ -24,6 +24,7 @@ from transferlab.propensities import get_propensity, prompt_with
 from transferlab.results.crash_points import crash_point
 from transferlab.results.figures import plot_accuracy, plot_adherence, plot_gap, plot_loss
 from transferlab.results.metrics import condition_metrics, gap_metrics
+from transferlab.results.off_task import off_task
 from transferlab.results.progress import RunProgress
 from transferlab.results.run_folder import STATE_FILE, RunFolder
 from transferlab.results.tracking import open_tracker
@@ -181,7 +182,7 @@ def run_experiment(config: ExperimentConfig, out: str | Path, *, quiet: bool = F
                 folder.save_checkpoint(backend, {"step": step, "tokens": tokens, "elapsed_s": elapsed,
                                                  "torch_rng": torch_rng_state()})
         progress.stage("writing metrics and figures")
-        write_results(folder, config, chance)
+        write_results(folder, config, chance, tasks)
         tracker.finish(folder)
     return folder
 
@@ -198,11 +199,12 @@ def restore_checkpoint(backend, path: Path) -> None:
     torch.set_rng_state(torch.frombuffer(bytearray(base64.b64decode(state["torch_rng"])), dtype=torch.uint8))
 
 
-def write_results(folder: RunFolder, config: ExperimentConfig, chance: dict[str, float]) -> None:
+def write_results(folder: RunFolder, config: ExperimentConfig, chance: dict[str, float], tasks: dict) -> None:
     samples = folder.read_samples()
+    samples["off_task"] = off_task(samples, tasks)  # answers in another trained task's answer space
     metrics = condition_metrics(samples)
     metrics["chance"] = metrics["task"].map(chance)
-    gaps = gap_metrics(samples, n_boot=config.eval.n_boot, seed=config.seed,
+    gaps = gap_metrics(samples, chance=chance, n_boot=config.eval.n_boot, seed=config.seed,
                        adherence_floor=config.eval.adherence_floor)
     # Figures show each task's primary eval set: the first one the task defines (fresh, trained).
     primary = samples.groupby("task", sort=False)["eval_set"].first()
