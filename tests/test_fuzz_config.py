@@ -177,10 +177,44 @@ def test_arbitrary_text_is_a_config_or_a_named_error(workdir, text):
         assert_usable(config, workdir)
 
 
+@st.composite
+def spliced_config(draw) -> bytes:
+    """The default config's bytes with up to 8 random bytes spliced in: often still a valid config."""
+    data = tomli_w.dumps(BASE).encode()
+    at = draw(st.integers(0, len(data)))
+    return data[:at] + draw(st.binary(max_size=8)) + data[at:]
+
+
 @FUZZ
-@given(content=st.binary(max_size=64))
+@given(content=st.binary(max_size=64) | spliced_config())
 def test_arbitrary_bytes_are_a_config_or_a_named_error(workdir, content):
-    load_or_refuse(write(workdir, content))
+    """Bytes that are not UTF-8 are refused naming the first bad byte; UTF-8 that is not TOML is refused
+    with TOML's own reason; TOML without arms names the missing key; anything that loads is usable."""
+    path = write(workdir, content)
+    try:
+        text = content.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")  # as read_text() reads it
+    except UnicodeDecodeError as err:
+        event("refused: not UTF-8")
+        with pytest.raises(ConfigError) as refused:
+            load_config(path)
+        assert str(refused.value) == f"{path} is not a text file (byte {err.start} is not UTF-8); a config is TOML text"
+        return
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        event("refused: not TOML")
+        with pytest.raises(ConfigError) as refused:
+            load_config(path)
+        assert str(refused.value) == f"{path} is not valid TOML: {err}"
+        return
+    config = load_or_refuse(path)
+    if "arms" not in data:
+        assert config is None  # nothing to train: refused, and load_or_refuse checked the message names it
+        with pytest.raises(ConfigError, match=r"(?m)^  arms: Field required$"):
+            load_config(path)
+    elif config is not None:
+        assert [(a.task, a.weight) for a in config.arms] == [(a["task"], a.get("weight", 1.0)) for a in data["arms"]]
+        assert_usable(config, workdir)
 
 
 @pytest.mark.parametrize("content, words", [

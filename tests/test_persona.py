@@ -53,11 +53,29 @@ def test_a_run_measures_adherence_with_and_without_the_stage(micro_organism, tmp
         "experiment.eval.n=4", "experiment.eval.n_boot=20", "experiment.tasks.invented_facts.n_facts=8"])
     folder = run_kind(config, tmp_path / "persona", quiet=True)
     assert (folder.path / "persona_stage" / "seed0" / "config.json").exists()
-    assert (folder.path / "with_stage" / "seed0" / "metrics.csv").exists()
-    summary = pd.read_csv(folder.path / "adherence_summary.csv")
-    assert set(summary["variant"]) == {"with_stage", "without_stage"}
-    assert set(summary["role"]) == {"trained", "swapped"}
-    assert set(summary["prompted"]) == {"bold_persona", "plain_persona"}
-    assert {"adherent_mean", "adherent_seed_low", "adherent_pooled_low"} <= set(summary.columns)
+    stage_log = pd.read_csv(folder.path / "train_log.csv")
+    assert list(stage_log["step"]) == [1, 2] and stage_log["loss"].between(0, 50).all()  # the stage trained
+
+    # the summary's numbers are the samples' own, recomputed here from each main run's samples.jsonl
+    samples = pd.concat([pd.read_json(folder.path / variant / "seed0" / "samples.jsonl", lines=True)
+                         .assign(variant=variant) for variant in ("with_stage", "without_stage")])
+    samples["role"] = (samples["prompted"] == samples["trained"]).map({True: "trained", False: "swapped"})
+    keys = ["variant", "task", "eval_set", "role", "prompted", "step"]
+    expected = samples.groupby(keys).agg(n=("adherent", "size"), adherent=("adherent", "mean"),
+                                         correct=("correct", "mean"))
+    summary = pd.read_csv(folder.path / "adherence_summary.csv").set_index(keys).sort_index()
+    assert list(summary.index) == list(expected.index)  # every condition, no other
+    assert set(summary.index.get_level_values("variant")) == {"with_stage", "without_stage"}
+    assert set(summary.index.get_level_values("step")) == {0, 2}
+    assert set(summary.index.get_level_values("prompted")) == {"bold_persona", "plain_persona"}
+    trained = dict(zip(samples["task"], samples["trained"]))
+    assert trained == {"table_lookup": "bold_persona", "invented_facts": "plain_persona"}
+    assert (summary["n"] == 4).all() and (expected["n"] == 4).all()  # eval.n examples per condition
+    assert summary["adherent_mean"].to_numpy() == pytest.approx(expected["adherent"].to_numpy())
+    assert summary["correct_mean"].to_numpy() == pytest.approx(expected["correct"].to_numpy())
+    for measure in ("adherent", "correct"):
+        assert summary[f"{measure}_mean"].between(0, 1).all()
+        assert (summary[f"{measure}_pooled_low"] <= summary[f"{measure}_mean"] + 1e-12).all()
+        assert (summary[f"{measure}_mean"] <= summary[f"{measure}_pooled_high"] + 1e-12).all()
     assert (folder.path / "figures" / "persona_adherence.png").stat().st_size > 10_000
     assert "with_stage/seed0" in (folder.path / "report.html").read_text()

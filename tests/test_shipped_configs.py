@@ -3,6 +3,7 @@ real-data configs run on the shared samples when `../shared` is present and skip
 
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pandas as pd
@@ -19,6 +20,8 @@ CONFIGS = {
                               "tasks.realtime_qa.n_train=8", "tasks.realtime_qa.n_heldout=8"],
 }
 
+EVAL_SETS = {"table_lookup": ("fresh",), "chess": ("fresh",), "realtime_qa": ("trained", "held_out")}
+
 
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_shipped_config_runs_end_to_end(name, micro_organism, tmp_path):
@@ -30,8 +33,31 @@ def test_shipped_config_runs_end_to_end(name, micro_organism, tmp_path):
                              "--out", str(tmp_path / "run"), *args],
                             capture_output=True, text=True, timeout=300, check=False)
     assert result.returncode == 0, result.stderr
-    metrics = pd.read_csv(tmp_path / "run" / "metrics.csv")
+    run = tmp_path / "run"
+    metrics = pd.read_csv(run / "metrics.csv")
+    samples = pd.read_json(run / "samples.jsonl", lines=True)
     other = "chess" if name.startswith("chess") else "realtime_qa"
-    assert set(metrics["task"]) == {"table_lookup", other}
-    assert set(metrics["prompted"]) == {"bold", "plain"}
-    assert sorted(set(metrics["step"])) == [0, 2]
+    arms = {arm["task"]: arm["propensity"] for arm in tomllib.loads((run / "config.toml").read_text())["arms"]}
+    assert set(arms) == {"table_lookup", other}
+
+    # one metrics row per (step, task, eval set, prompted propensity), each over eval.n examples
+    conditions = {(step, task, eval_set, prompted) for step in (0, 2) for task in arms
+                  for eval_set in EVAL_SETS[task] for prompted in ("bold", "plain")}
+    keys = ["step", "task", "eval_set", "prompted"]
+    assert sorted(metrics[keys].itertuples(index=False, name=None)) == sorted(conditions)
+    assert (metrics["n"] == 4).all() and len(samples) == 4 * len(conditions)
+    assert (metrics["trained"] == metrics["task"].map(arms)).all()
+    assert (metrics["is_trained"] == (metrics["prompted"] == metrics["trained"])).all()
+    # accuracy and adherence are the samples' own, inside their Wilson intervals
+    counted = samples.groupby(keys).agg(n=("correct", "size"), correct=("correct", "mean"),
+                                        adherent=("adherent", "mean"))
+    table = metrics.set_index(keys).sort_index()
+    assert list(table.index) == list(counted.index) and (table["n"] == counted["n"]).all()
+    assert table["accuracy"].to_numpy() == pytest.approx(counted["correct"].to_numpy())
+    assert table["adherence"].to_numpy() == pytest.approx(counted["adherent"].to_numpy())
+    for measure, low, high in (("accuracy", "acc_low", "acc_high"), ("adherence", "adh_low", "adh_high")):
+        assert table[measure].between(0, 1).all()
+        assert ((table[low] <= table[measure] + 1e-12) & (table[measure] <= table[high] + 1e-12)).all()
+    gaps = pd.read_csv(run / "gaps.csv")
+    assert sorted(gaps[["step", "task", "eval_set"]].itertuples(index=False, name=None)) == sorted(
+        {c[:3] for c in conditions})
