@@ -1,11 +1,11 @@
 """Follow a run in an experiment tracker: TensorBoard, Weights & Biases or trackio (`[track]`).
 
 The run folder stays the record; a tracker is a live view of it for researchers who watch runs in
-their tracker of choice. The training loop calls four hooks: `log_train` after each step (loss,
-learning rate, tokens), `log_eval` after each evaluation (accuracy and adherence per task, eval set
-and prompted propensity, and the performance gap 1 - acc(swapped) / acc(trained)), and `finish` at
-the end (the figures and a table of the last evaluation's samples); opening the tracker logs the
-resolved config.
+their tracker of choice. Opening the tracker logs the resolved config; then the training loop
+calls three hooks: `log_train` after each step (loss, learning rate, tokens), `log_eval` after each
+evaluation (accuracy and adherence per task, eval set and prompted propensity, and the point
+performance gap 1 - acc(swapped) / acc(trained); gaps.csv keeps the bootstrap intervals and the
+learned-only rule), and `finish` at the end (the figures and a table of the last evaluation's samples).
 
 A killed run resumes into the same tracker run: TensorBoard writes into the same log dir with
 `purge_step` just after the checkpoint, so the steps the killed process logged past its checkpoint
@@ -15,6 +15,7 @@ run folder keeps (`resume="allow"`).
 
 from __future__ import annotations
 
+import importlib
 import json
 import uuid
 from collections import defaultdict
@@ -25,7 +26,6 @@ import pandas as pd
 
 from transferlab.results.run_folder import RunFolder, atomic_write
 
-BACKENDS = {"tensorboard": "tensorboard", "wandb": "wandb", "trackio": "trackio"}  # backend -> module it needs
 STATE = "tracking.json"  # in the run folder: which tracker run this folder logs to
 SAMPLE_COLUMNS = ("step", "task", "eval_set", "trained", "prompted", "prompt", "response", "answer", "correct",
                   "adherent")
@@ -158,6 +158,6 @@ def open_tracker(track, folder: RunFolder, config_toml: str, config: dict, resum
         atomic_write(state_file, json.dumps(state))
     if track.backend == "tensorboard":
         return TensorBoardTracker(folder.path / "tensorboard", config_toml, resumed_at, track.samples)
-    module = __import__(BACKENDS[track.backend])
+    module = importlib.import_module(track.backend)  # wandb or trackio: the config checked it is installed
     return WandbLikeTracker(module, folder, config, state["run_id"], track.project, track.offline, track.samples)
 
