@@ -90,6 +90,23 @@ def test_sdk_stream_adds_up_to_the_backends_answer(client, organism_backend):
     assert chunks[-1].usage.total_tokens > chunks[-1].usage.prompt_tokens > 0
 
 
+def test_sdk_stream_of_n_choices_keeps_each_choice_apart(client, organism_backend):
+    stream = client.chat.completions.create(model="organism", messages=QUESTION, max_tokens=8, n=2,
+                                            temperature=1.0, seed=5, stream=True)
+    texts = ["", ""]
+    for chunk in stream:
+        for choice in chunk.choices:
+            texts[choice.index] += choice.delta.content or ""
+    assert texts == own_sample(organism_backend, QUESTION, n=2, temperature=1.0, seed=5)
+
+
+def test_sdk_lists_and_retrieves_the_served_model(client):
+    assert [m.id for m in client.models.list()] == ["organism"]
+    assert client.models.retrieve("organism").id == "organism"
+    with pytest.raises(openai.NotFoundError):
+        client.models.retrieve("gpt-9")
+
+
 def test_sdk_n_greedy_gives_n_equal_answers(client, organism_backend):
     completion = client.chat.completions.create(model="organism", messages=QUESTION, max_tokens=8, n=3)
     assert [c.message.content for c in completion.choices] == own_sample(organism_backend, QUESTION) * 3
