@@ -63,6 +63,7 @@ def test_max_tokens_past_the_context_is_capped_not_an_error(organism_url):
     ({"model": "organism", "messages": HELLO, "temperature": -1}, "temperature"),
     ({"model": "organism", "messages": HELLO, "max_tokens": 0}, "max_tokens"),
     ({"messages": HELLO}, "model"),
+    ({"model": "organism", "messages": [{"role": "user", "content": 5}]}, "messages.0.content"),
 ])
 def test_invalid_requests_get_400_with_an_openai_error_body(organism_url, body, param):
     response = post(organism_url, body)
@@ -216,6 +217,7 @@ def test_responses_at_max_output_tokens_are_incomplete(organism_url):
     ({"input": [{"role": "user", "content": [{"type": "input_image", "image_url": "x"}]}]},
      "input.0.content.0"),
     ({"input": []}, "input"),
+    ({"input": 5}, "input"),
 ])
 def test_responses_refuse_what_they_cannot_honour_naming_the_field(organism_url, body, param):
     response = responses(organism_url, body)

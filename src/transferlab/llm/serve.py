@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import socket
 import threading
 import time
@@ -63,9 +64,12 @@ def create_app(backend: Any, model_name: str) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = [(_field(e), e["msg"]) for e in exc.errors()]
-        message = "; ".join(f"{name}: {msg}" if name else msg for name, msg in problems)
-        return openai_error(400, f"invalid request: {message}", param=problems[0][0] if problems else None)
+        problems: dict[str, list[str]] = {}  # field -> what is wrong with it (one line per type it may take)
+        for e in exc.errors():
+            problems.setdefault(_field(e), []).append(e["msg"])
+        message = "; ".join(f"{name}: {' or '.join(msgs)}" if name else " or ".join(msgs)
+                            for name, msgs in problems.items())
+        return openai_error(400, f"invalid request: {message}", param=next(iter(problems), None))
 
     @app.exception_handler(_Refused)
     async def refused(request: Request, exc: _Refused) -> JSONResponse:
@@ -169,7 +173,12 @@ def _field(error: dict) -> str:
     loc = [str(part) for part in error.get("loc", ())]
     if error.get("type") == "json_invalid" or loc[:1] != ["body"]:
         return ""
-    return ".".join(loc[1:])
+    # a field that takes one of several types (a string or a list of parts) reports each branch tried
+    # ("input.str", "input.list[dict[str,any]]"): the field is the part before the branch
+    return ".".join(part for part in loc[1:] if not _UNION_BRANCH.fullmatch(part))
+
+
+_UNION_BRANCH = re.compile(r"(str|int|float|bool|none|dict|list)(\[.*\])?")
 
 
 # Token counts re-tokenise text, since backends return only text: close, not exact, for usage reports.
