@@ -7,6 +7,7 @@ Each kind is a different *shape* of training and evaluation prompts around the s
 
 from __future__ import annotations
 
+import json
 import random
 import warnings
 from collections.abc import Callable, Iterable
@@ -184,6 +185,24 @@ def sample(backend, prompts: list[list[Message]], max_tokens: int, temperature: 
     for i, reply in zip(order, replies):
         out[i] = reply
     return out
+
+
+def read_jsonl(path: Path) -> pd.DataFrame:
+    """A JSON-lines log (a kind's train_log.jsonl, rl_metrics.jsonl) as a table."""
+    return pd.DataFrame([json.loads(line) for line in path.read_text().splitlines() if line.strip()])
+
+
+def save(fig, path: Path) -> Path:
+    """A kind's figure as PNG, written atomically; the figure is closed."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    atomic_write(Path(path), buffer.getvalue())
+    return Path(path)
 
 
 def examples(task, rng: random.Random, n: int) -> list[Example]:

@@ -8,7 +8,6 @@ step on eval prompts), instil.csv (before and after stage 1), train_log.csv.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import matplotlib
@@ -17,16 +16,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from transferlab.experiments.common import band, rates, spread
-from transferlab.results.run_folder import RunFolder, atomic_write
+from transferlab.experiments.common import band, rates, read_jsonl, save, spread
+from transferlab.results.run_folder import RunFolder
 
 MEASURES = ["initial", "alternate", "correct"]
 CELL_KEYS = ["cell", "lr", "targets", "mix"]
 MIX_COLOURS = plt.get_cmap("tab10").colors
-
-
-def read_jsonl(path: Path) -> pd.DataFrame:
-    return pd.DataFrame([json.loads(line) for line in path.read_text().splitlines() if line.strip()])
 
 
 def write_results(folder: RunFolder, config) -> None:
@@ -118,13 +113,3 @@ def plot_final_by_lr(final: pd.DataFrame, per_seed: pd.DataFrame, path: Path, ti
     ax.set_title(f"{title}\nerror bars: 95% between-seed t-interval; dots: seeds", fontsize=10)
     fig.tight_layout()
     return save(fig, path)
-
-
-def save(fig, path: Path) -> Path:
-    import io
-
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    plt.close(fig)
-    atomic_write(Path(path), buffer.getvalue())
-    return Path(path)

@@ -18,8 +18,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from transferlab.experiments.common import band, rates, spread
-from transferlab.experiments.guard_results import read_jsonl, save
+from transferlab.experiments.common import band, rates, read_jsonl, save, spread
 from transferlab.results.run_folder import RunFolder
 
 MEASURES = ["undesired", "desired", "correct"]

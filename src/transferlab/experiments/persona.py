@@ -14,7 +14,6 @@ import random
 from contextlib import contextmanager
 from typing import Literal
 
-import pandas as pd
 from pydantic import Field, field_validator, model_validator
 
 from transferlab.config import ExperimentConfig, Strict
@@ -26,6 +25,7 @@ from transferlab.experiments.common import (
     sft_step,
     start_folder,
 )
+from transferlab.experiments.persona_results import write_results
 from transferlab.propensities import PAIRS, PROPENSITIES, get_propensity, partner
 from transferlab.results.run_folder import RunFolder
 from transferlab.tasks import TASKS, make_task
@@ -153,7 +153,6 @@ def main_config(config: PersonaConfig, mapping: dict[str, str], seed: int, model
 
 
 def run_persona(config: PersonaConfig, out, quiet: bool = False) -> RunFolder:
-    from transferlab.experiments.persona_results import write_results
     from transferlab.train.loop import run_experiment
 
     folder = start_folder(out, config)
@@ -175,13 +174,3 @@ def run_persona(config: PersonaConfig, out, quiet: bool = False) -> RunFolder:
     write_results(folder, config)
     log(f"done: {folder.path}/adherence_summary.csv, {folder.path}/figures, {folder.path}/report.html")
     return folder
-
-
-def read_runs(folder: RunFolder) -> pd.DataFrame:
-    """Every main run's samples, with the variant (with or without the stage) as a column."""
-    frames = []
-    for variant in ("with_stage", "without_stage"):
-        for run in sorted((folder.path / variant).glob("seed*")):
-            if (run / "samples.jsonl").exists():
-                frames.append(RunFolder(run).read_samples().assign(variant=variant))
-    return pd.concat(frames, ignore_index=True)

@@ -14,9 +14,10 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+import pandas as pd
 
-from transferlab.experiments.common import rates, spread
-from transferlab.experiments.guard_results import read_jsonl, save
+from transferlab.experiments.common import rates, read_jsonl, save, spread
+from transferlab.experiments.report import write_kind_report
 from transferlab.results.run_folder import RunFolder
 
 MEASURES = ["adherent", "correct"]
@@ -25,10 +26,17 @@ STYLE = {("with_stage", "trained"): ("tab:blue", "-"), ("with_stage", "swapped")
          ("without_stage", "trained"): ("tab:blue", "--"), ("without_stage", "swapped"): ("tab:orange", "--")}
 
 
-def write_results(folder: RunFolder, config) -> None:
-    from transferlab.experiments.persona import read_runs
-    from transferlab.experiments.report import write_kind_report
+def read_runs(folder: RunFolder) -> pd.DataFrame:
+    """Every main run's samples, with the variant (with or without the stage) as a column."""
+    frames = []
+    for variant in ("with_stage", "without_stage"):
+        for run in sorted((folder.path / variant).glob("seed*")):
+            if (run / "samples.jsonl").exists():
+                frames.append(RunFolder(run).read_samples().assign(variant=variant))
+    return pd.concat(frames, ignore_index=True)
 
+
+def write_results(folder: RunFolder, config) -> None:
     samples = read_runs(folder)
     samples["role"] = (samples["prompted"] == samples["trained"]).map({True: "trained", False: "swapped"})
     per_seed = rates(samples, [*KEYS, "seed", "step"], MEASURES)
