@@ -98,7 +98,7 @@ def test_lora_and_grad_accumulation_compose(micro_organism):
 RANK_SCRIPT = """
 import json, random, sys, torch
 sys.path.insert(0, {tests!r})
-from test_distributed import MODES, batch, both_curves, curve, model_config, prompts
+from test_distributed import MODES, batch, both_curves, curve, model_config, prompts, rl_curve
 from transferlab.backends import open_backend
 from transferlab.backends.distributed import serve, world
 
@@ -117,10 +117,11 @@ for mode, settings in MODES.items():  # both modes in one launch: starting Pytho
     saved = curve(backend, datums, steps=1)  # then move on, and come back
     backend.load_state({out!r} + "/" + mode)
     reloaded = curve(backend, datums, steps=1)
+    rl = rl_curve(backend) if mode == "ddp" else None  # RL's loss, sampling and scoring, for one launch more
     backend.stop()
     sharded = any(type(p).__name__ == "DTensor" for p in backend.model.parameters())
     results[mode] = {{"losses": losses, "replies": replies, "size": size, "saved": saved, "reloaded": reloaded,
-                     "sharded": sharded}}
+                     "sharded": sharded, "rl": rl}}
 if world()[0] == 0:
     json.dump(results, open({out!r} + "/result.json", "w"))
 """
@@ -131,6 +132,20 @@ MODES = {"ddp": {}, "fsdp": {"parallel": "fsdp"},
 
 def prompts():
     return [prompt_with(e, get_propensity("bold")) for e in curriculum(random.Random(5), 5)]
+
+
+def rl_curve(backend) -> dict:
+    """Two importance-sampling steps on fixed RLDatums (tests/test_rl_backend.py), then G = 2 samples
+    of 3 prompts and the batch's token log-probs: what the rl kind asks of the backend."""
+    from test_rl_backend import fixed_rl_datums
+
+    datums = fixed_rl_datums(backend.tokenizer)
+    losses = []
+    for _ in range(2):
+        losses.append(backend.forward_backward(datums, "importance_sampling"))
+        backend.optim_step(1e-2)
+    shape = [len(g) for g in backend.sample_sequences(prompts()[:3], num_samples=2, max_tokens=4)]
+    return {"losses": losses, "shape": shape, "scored": backend.token_logprobs(datums)}
 
 
 def test_two_gloo_processes_reach_the_one_process_loss_curve(micro_organism, tmp_path):
@@ -154,6 +169,14 @@ def test_two_gloo_processes_reach_the_one_process_loss_curve(micro_organism, tmp
         weights = "adapter_model.safetensors" if "lora" in mode else "model.safetensors"
         assert (tmp_path / mode / weights).exists()  # from_pretrained reopens it, under FSDP too
         assert (tmp_path / mode / "fsdp_shards").exists() == mode.startswith("fsdp")
+        if mode == "ddp":  # N processes equal one for RL too: its loss, and the scores after its steps
+            curve(single, batch(single.tokenizer), steps=1)  # where the launch stood (saved, reloaded, one step)
+            rl = rl_curve(single)
+            assert result[mode]["rl"]["losses"] == pytest.approx(rl["losses"], rel=1e-5, abs=1e-7)
+            assert result[mode]["rl"]["losses"][1] != pytest.approx(rl["losses"][0], abs=1e-6)
+            assert result[mode]["rl"]["shape"] == rl["shape"] == [2, 2, 2]
+            for got, want in zip(result[mode]["rl"]["scored"], rl["scored"]):
+                assert got == pytest.approx(want, abs=1e-4)
 
 
 TINY = ["train.steps=3", "train.batch_size=6", "eval.every=3", "eval.n=4", "eval.n_boot=20",

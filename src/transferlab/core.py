@@ -46,10 +46,40 @@ class Datum:
     weights: tuple[float, ...]
 
 
-class Backend(Protocol):
-    """Shaped like the Tinker training API so hosted and in-process backends share one loop."""
+@dataclass(frozen=True)
+class RLDatum(Datum):
+    """A sampled completion to learn from by policy gradient (`forward_backward(datums, "importance_sampling")`):
+    per token, the log-probability the sampler gave it and its advantage, both 0 on prompt tokens."""
 
-    def forward_backward(self, datums: list[Datum]) -> float: ...
+    logprobs: tuple[float, ...]
+    advantages: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class SampledSequence:
+    """One completion: its token ids (the stop token included when it stopped), the sampler's
+    log-probability of each, and its text."""
+
+    tokens: tuple[int, ...]
+    logprobs: tuple[float, ...]
+    text: str
+
+
+class Backend(Protocol):
+    """Shaped like the Tinker training API so hosted and in-process backends share one loop.
+
+    `forward_backward` takes a loss name, `loss_fn` (as Tinker names it): "cross_entropy" (SFT on
+    Datum) or "importance_sampling" (RL on RLDatum: -ratio x advantage per token, ratio =
+    exp(logprob now - logprob when sampled); backends/rl_loss.py).
+    `sample_sequences` gives `num_samples` completions per prompt with their token log-probabilities;
+    `token_logprobs` scores given sequences with the current weights."""
+
+    def forward_backward(self, datums: list[Datum], loss_fn: str = "cross_entropy") -> float: ...
+
+    def sample_sequences(self, prompts: list[list[Message]], num_samples: int, max_tokens: int,
+                         temperature: float = 1.0) -> list[list[SampledSequence]]: ...
+
+    def token_logprobs(self, datums: list[Datum]) -> list[list[float]]: ...
 
     def optim_step(self, lr: float) -> None: ...
 

@@ -131,15 +131,21 @@ class DataParallelBackend:
     def loss_normalization(self, value: str) -> None:
         self.inner.loss_normalization = value
 
-    def forward_backward(self, datums: list[Datum]) -> float:
+    def forward_backward(self, datums: list[Datum], loss_fn: str = "cross_entropy") -> float:
         # rank 0's normalisation travels with the call: every rank scales the batch alike
-        return self._call("forward_backward", list(datums), self.inner.loss_normalization)
+        return self._call("forward_backward", list(datums), self.inner.loss_normalization, loss_fn)
 
     def optim_step(self, lr: float) -> None:
         self._call("optim_step", lr)
 
     def sample(self, prompts, max_tokens: int, temperature: float = 0.0, **kwargs) -> list[str]:
         return self._call("sample", list(prompts), max_tokens, temperature, kwargs)
+
+    def sample_sequences(self, prompts, num_samples: int, max_tokens: int, temperature: float = 1.0, **kwargs):
+        return self._call("sample_sequences", list(prompts), num_samples, max_tokens, temperature, kwargs)
+
+    def token_logprobs(self, datums: list[Datum]) -> list[list[float]]:
+        return self._call("token_logprobs", list(datums))
 
     def save_state(self, path) -> None:
         self._call("save_state", str(path))
@@ -171,7 +177,7 @@ class DataParallelBackend:
         self._busy = False
         return result
 
-    def _forward_backward(self, datums: list[Datum], normalization: str) -> float:
+    def _forward_backward(self, datums: list[Datum], normalization: str, loss_fn: str = "cross_entropy") -> float:
         scales = loss_scales(datums, normalization)  # over the global batch, before it is cut
         shards = split(list(zip(datums, scales)), self.size)
         shard = shards[self.rank]
@@ -190,7 +196,8 @@ class DataParallelBackend:
             if not self.fsdp and not any(scale * loss_tokens(d) for d, scale in micro):
                 continue  # nothing to learn here: its gradient is zero
             part, part_scales = zip(*micro)
-            loss_sum += self.inner.scaled_forward_backward(list(part), [s * reduction for s in part_scales]) / reduction
+            loss_sum += self.inner.scaled_forward_backward(list(part), [s * reduction for s in part_scales],
+                                                           loss_fn) / reduction
         if self.size > 1:
             if not self.fsdp:
                 self._all_reduce_gradients()
@@ -213,6 +220,30 @@ class DataParallelBackend:
         gathered = [None] * self.size
         dist.all_gather_object(gathered, mine)
         out = [None] * len(prompts)
+        for r, replies in enumerate(gathered):
+            out[r::self.size] = replies
+        return out
+
+    def _sample_sequences(self, prompts, num_samples, max_tokens, temperature, kwargs):
+        """Each process samples a share of the prompts (all of them, in step, under FSDP), as `_sample`."""
+        return self._shared("sample_sequences", prompts, num_samples, max_tokens, temperature, **kwargs)
+
+    def _token_logprobs(self, datums: list[Datum]) -> list[list[float]]:
+        return self._shared("token_logprobs", datums)
+
+    def _shared(self, name: str, items: list, *args, **kwargs) -> list:
+        """`inner.<name>(items, ...)` with the items dealt round-robin to the processes and the
+        answers gathered back in order on every rank (FSDP: every process does all, in lockstep)."""
+        work = getattr(self.inner, name)
+        if self.fsdp:
+            self._same_random_state()
+            return work(items, *args, **kwargs)
+        mine = work(items[self.rank::self.size], *args, **kwargs) if items[self.rank::self.size] else []
+        if self.size == 1:
+            return mine
+        gathered = [None] * self.size
+        dist.all_gather_object(gathered, mine)
+        out = [None] * len(items)
         for r, replies in enumerate(gathered):
             out[r::self.size] = replies
         return out

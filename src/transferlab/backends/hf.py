@@ -11,7 +11,9 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from transferlab.backends.lora import is_lora, load_adapter
 from transferlab.backends.normalization import loss_scales
-from transferlab.core import Datum, Message
+from transferlab.backends.rl_loss import check_loss, token_loss
+from transferlab.backends.rl_sampling import hf_sample_sequences, hf_token_logprobs
+from transferlab.core import Datum, Message, SampledSequence
 from transferlab.train.render import render_prompt
 
 
@@ -79,13 +81,15 @@ class HFBackend:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=torch.bfloat16)
 
-    def forward_backward(self, datums: list[Datum]) -> float:
+    def forward_backward(self, datums: list[Datum], loss_fn: str = "cross_entropy") -> float:
         """The batch's loss under `loss_normalization` (backends/normalization.py: the mean over
         examples of each one's mean over its weighted tokens, or the mean over all weighted tokens);
-        gradients accumulate until optim_step."""
-        return self.scaled_forward_backward(datums, loss_scales(datums, self.loss_normalization))
+        gradients accumulate until optim_step. `loss_fn`: "cross_entropy", or "importance_sampling"
+        on RLDatum (backends/rl_loss.py)."""
+        return self.scaled_forward_backward(datums, loss_scales(datums, self.loss_normalization), loss_fn)
 
-    def scaled_forward_backward(self, datums: list[Datum], scales: list[float]) -> float:
+    def scaled_forward_backward(self, datums: list[Datum], scales: list[float],
+                                loss_fn: str = "cross_entropy") -> float:
         """Backward on, and return, the sum over `datums` of scale * weight * NLL per weighted token:
         these datums' part of a batch loss whose scales were fixed over the whole batch, so parts
         (micro-batches, processes) add up to it.
@@ -97,6 +101,7 @@ class HFBackend:
         against one-sequence-at-a-time losses). The vocabulary projection runs only at the positions
         that predict a weighted (assistant) token: a few per example instead of every position.
         """
+        check_loss(loss_fn, datums)
         self.model.train()
         width = max(len(d.input_ids) for d in datums)
         rows: list[list[tuple[Datum, float]]] = []
@@ -113,8 +118,10 @@ class HFBackend:
         scored: list[int] = []  # flat index of each position whose next token carries loss
         targets: list[int] = []
         weights: list[float] = []
+        packed: list[Datum] = []  # the datums in the order their weighted tokens are scored
         for row, room in zip(rows, free):
             for d, scale in row:
+                packed.append(d)
                 scored += [len(ids) + t for t, w in enumerate(d.weights[1:]) if w]
                 targets += [tok for tok, w in zip(d.input_ids[1:], d.weights[1:]) if w]
                 weights += [w * scale for w in d.weights[1:] if w]
@@ -146,7 +153,7 @@ class HFBackend:
                 f"{type(self.model).__name__} does not pass its hidden states through "
                 "get_output_embeddings(), so the loss cannot be restricted to the assistant tokens")
         nll = torch.nn.functional.cross_entropy(logits.float(), targets, reduction="none")
-        loss = (nll * weights).sum()
+        loss = token_loss(loss_fn, -nll, weights, packed)
         loss.backward()
         return float(loss.detach())
 
@@ -233,6 +240,15 @@ class HFBackend:
             for (_, i), text in zip(members, texts):
                 out[i] = text
         return out
+
+    def sample_sequences(self, prompts: list[list[Message]], num_samples: int, max_tokens: int,
+                         temperature: float = 1.0, batch_size: int = 64) -> list[list[SampledSequence]]:
+        """`num_samples` completions per prompt with each token's sampling log-probability (for RL)."""
+        return hf_sample_sequences(self, prompts, num_samples, max_tokens, temperature, batch_size)
+
+    def token_logprobs(self, datums: list[Datum]) -> list[list[float]]:
+        """Each token's log-probability under the current weights (0 for the first)."""
+        return hf_token_logprobs(self, datums)
 
     def save_state(self, path: str | Path) -> None:
         """Weights, tokenizer and optimizer, so a run can resume or be reopened with from_pretrained.

@@ -3,6 +3,7 @@
     goal_guarding   does training where two behaviours agree keep the one the model has?
     inoculation     does naming a trait in the training prompt keep it away at deployment?
     persona         a pre-stage tying propensities to personas, then the seed experiment
+    rl              group-relative policy gradient on the seed experiment's tasks, arms and eval grid
 
 `load_experiment` validates a TOML file against its kind's model (unknown keys and values are
 named, with what is allowed); `run_kind` runs it into a folder with tables, figures and a report.
@@ -26,10 +27,12 @@ from transferlab.config import (
 from transferlab.experiments.goal_guarding import GoalGuardingConfig, run_goal_guarding
 from transferlab.experiments.inoculation import InoculationConfig, run_inoculation
 from transferlab.experiments.persona import PersonaConfig, run_persona
+from transferlab.experiments.rl import RLConfig, run_rl
 from transferlab.results.run_folder import RunFolder
 
-EXPERIMENT_KINDS = {"goal_guarding": GoalGuardingConfig, "inoculation": InoculationConfig, "persona": PersonaConfig}
-RUNNERS = {"goal_guarding": run_goal_guarding, "inoculation": run_inoculation, "persona": run_persona}
+EXPERIMENT_KINDS = {"goal_guarding": GoalGuardingConfig, "inoculation": InoculationConfig, "persona": PersonaConfig,
+                    "rl": RLConfig}
+RUNNERS = {"goal_guarding": run_goal_guarding, "inoculation": run_inoculation, "persona": run_persona, "rl": run_rl}
 
 
 def _read(path: str | Path) -> dict:
@@ -76,9 +79,11 @@ def write_kind_results(directory: str | Path) -> Path:
     from transferlab.experiments.guard_results import write_results as guard
     from transferlab.experiments.inoculation_results import write_results as inoculation
     from transferlab.experiments.persona_results import write_results as persona
+    from transferlab.experiments.rl import write_rl_results as rl
 
     config = load_experiment(Path(directory) / "config.toml")
-    {"goal_guarding": guard, "inoculation": inoculation, "persona": persona}[config.kind](RunFolder(directory), config)
+    writers = {"goal_guarding": guard, "inoculation": inoculation, "persona": persona, "rl": rl}
+    writers[config.kind](RunFolder(directory), config)
     return Path(directory) / "report.html"
 
 

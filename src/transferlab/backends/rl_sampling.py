@@ -1,0 +1,126 @@
+"""Sampling for RL: `num_samples` completions per prompt with each token's log-probability, and the
+log-probabilities the current weights give to sequences already sampled (for a KL to a reference).
+
+The hf backend's `sample` (text only) shares prompt prefixes across the eval grid; here every
+prompt is repeated `num_samples` times in left-padded batches and `generate` hands back its scores:
+the logits after the sampler's own processing (temperature; top-k and top-p turned off), so the
+log-softmax of those scores is exactly the distribution each token was drawn from (the
+`sampling_logprobs` of the importance-sampling ratio). At temperature 1 that is the model's own
+log-softmax, which tests/test_rl_backend.py checks against a plain forward pass.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from transferlab.core import Datum, Message, SampledSequence
+from transferlab.train.render import render_prompt
+
+
+def _left_padded(seqs: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(map(len, seqs))
+    ids = torch.full((len(seqs), width), pad, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for row, seq in enumerate(seqs):
+        ids[row, width - len(seq):] = torch.tensor(seq, dtype=torch.long)
+        mask[row, width - len(seq):] = 1
+    return ids, mask
+
+
+def _until_stop(tokens: list[int], logprobs: list[float], eos: int | None) -> tuple[list[int], list[float]]:
+    """A completion up to and including its first stop token (what follows is padding)."""
+    if eos is not None and eos in tokens:
+        end = tokens.index(eos) + 1
+        return tokens[:end], logprobs[:end]
+    return tokens, logprobs
+
+
+@torch.inference_mode()
+def hf_sample_sequences(backend, prompts: list[list[Message]], num_samples: int, max_tokens: int,
+                        temperature: float = 1.0, batch_size: int = 64) -> list[list[SampledSequence]]:
+    """`num_samples` completions of each prompt from an HFBackend's model, with token log-probs
+    (temperature 0: the greedy completion, and the model's log-probs of its tokens)."""
+    if num_samples < 1 or max_tokens < 1 or temperature < 0:
+        raise ValueError(f"num_samples and max_tokens must be at least 1 and temperature at least 0; got "
+                         f"{num_samples}, {max_tokens}, {temperature}")
+    model, tokenizer = backend.model, backend.tokenizer
+    model.eval()
+    pad, eos = tokenizer.pad_token_id, tokenizer.eos_token_id
+    encoded = [render_prompt(tokenizer, p) for p in prompts]
+    rows = [i for i in range(len(prompts)) for _ in range(num_samples)]
+    sampling = ({"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0} if temperature > 0
+                else {"do_sample": False, "temperature": None, "top_k": None, "top_p": None})
+    out: list[list[SampledSequence]] = [[] for _ in prompts]
+    for start in range(0, len(rows), batch_size):
+        chunk = rows[start:start + batch_size]
+        ids, mask = _left_padded([encoded[i] for i in chunk], pad)
+        with backend._autocast():
+            generated = model.generate(input_ids=ids.to(backend.device), attention_mask=mask.to(backend.device),
+                                       max_new_tokens=max_tokens, pad_token_id=pad, eos_token_id=eos,
+                                       output_scores=True, return_dict_in_generate=True, **sampling)
+        new = generated.sequences[:, ids.size(1):]
+        scores = torch.stack(generated.scores, 1).float()  # (rows, new tokens, vocabulary)
+        logprobs = scores.log_softmax(-1).gather(-1, new.unsqueeze(-1)).squeeze(-1)
+        for row, i in enumerate(chunk):
+            tokens, lps = _until_stop(new[row].tolist(), logprobs[row].tolist(), eos)
+            out[i].append(SampledSequence(tuple(tokens), tuple(lps),
+                                          tokenizer.decode(tokens, skip_special_tokens=True)))
+    return out
+
+
+@torch.inference_mode()
+def hf_token_logprobs(backend, datums: list[Datum], batch_size: int = 32) -> list[list[float]]:
+    """Per token, log p(token | the tokens before it) under the current weights; the first token,
+    which nothing predicts, gets 0. Right-padded batches: causal attention never sees the padding."""
+    model = backend.model
+    model.eval()
+    pad = backend.tokenizer.pad_token_id
+    out: list[list[float]] = []
+    for start in range(0, len(datums), batch_size):
+        chunk = datums[start:start + batch_size]
+        width = max(len(d.input_ids) for d in chunk)
+        ids = torch.full((len(chunk), width), pad, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for row, d in enumerate(chunk):
+            ids[row, :len(d.input_ids)] = torch.tensor(d.input_ids)
+            mask[row, :len(d.input_ids)] = 1
+        ids, mask = ids.to(backend.device), mask.to(backend.device)
+        with backend._autocast():
+            logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits
+        picked = logits[:, :-1].float().log_softmax(-1).gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
+        out += [[0.0] + picked[row, :len(d.input_ids) - 1].tolist() for row, d in enumerate(chunk)]
+    return out
+
+
+# -- the hosted service -------------------------------------------------------------------------
+
+def tinker_sample_sequences(backend, prompts: list[list[Message]], num_samples: int, max_tokens: int,
+                            temperature: float = 1.0) -> list[list[SampledSequence]]:
+    """The service's own sampler: one request per prompt for all its samples, every request in flight
+    at once; the service returns each token's log-probability with it."""
+    from transferlab.backends.tinker import tinker_types
+
+    types = tinker_types()
+    sampler = backend.sampling_client()
+    eos = backend.tokenizer.eos_token_id
+    params = types.SamplingParams(max_tokens=max_tokens, temperature=temperature,
+                                  stop=[eos] if eos is not None else None)
+    futures = [sampler.sample(prompt=types.ModelInput.from_ints(render_prompt(backend.tokenizer, p)),
+                              num_samples=num_samples, sampling_params=params) for p in prompts]
+    out = []
+    for future in futures:
+        sequences = future.result().sequences
+        out.append([SampledSequence(tuple(s.tokens), tuple(s.logprobs or ()),
+                                    backend.tokenizer.decode(s.tokens, skip_special_tokens=True))
+                    for s in sequences])
+    return out
+
+
+def tinker_token_logprobs(backend, datums: list[Datum]) -> list[list[float]]:
+    """The service's compute_logprobs on each whole sequence (the first token's None becomes 0)."""
+    from transferlab.backends.tinker import tinker_types
+
+    types = tinker_types()
+    sampler = backend.sampling_client()
+    futures = [sampler.compute_logprobs(types.ModelInput.from_ints(list(d.input_ids))) for d in datums]
+    return [[0.0 if v is None else float(v) for v in f.result()] for f in futures]
