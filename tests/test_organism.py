@@ -126,7 +126,7 @@ def test_a_mix_weights_the_questions_and_still_never_asks_the_composition():
     bold = [get_propensity("bold")]
     asked = Counter()
     for _ in range(400):
-        for m in episode(rng, bold, mix=MIXES["prerequisites"]):
+        for m in episode(rng, bold, chained=True, mix=MIXES["prerequisites"]):
             if m["role"] == "user":
                 q = m["content"]
                 assert not (" and " in q and "colour" in q.lower())
@@ -140,11 +140,11 @@ def test_a_build_can_go_on_from_an_organism_and_keeps_its_parents_report(micro_o
     from transferlab.cli import main
 
     out = tmp_path / "continued"
-    assert main(["organism", "build", "--out", str(out), "--from", str(micro_organism), "--mix", "prerequisites",
+    assert main(["organism", "build", "--out", str(out), "--from", str(micro_organism), "--mix", "ladder",
                  "--steps", "2", "--eval-every", "2", "--batch-size", "4", "--threads", "1"]) == 0
     report = json.loads((out / "build.json").read_text())
     parent = json.loads((micro_organism / "build.json").read_text())
-    assert report["parent"] == parent and report["mix"] == "prerequisites" and report["stages"] == []
+    assert report["parent"] == parent and report["mix"] == "ladder" and report["stages"] == []
     assert [h["phase"] for h in report["history"]] == ["curriculum"]
     model = AutoModelForCausalLM.from_pretrained(out)
     assert model.config.num_hidden_layers == AutoModelForCausalLM.from_pretrained(micro_organism).config.num_hidden_layers
@@ -152,21 +152,42 @@ def test_a_build_can_go_on_from_an_organism_and_keeps_its_parents_report(micro_o
 
     assert main(["organism", "build", "--out", str(tmp_path / "x"), "--from", str(micro_organism),
                  "--mix", "everything", "--steps", "1"]) == 2
-    assert "unknown curriculum mix 'everything'; known: prerequisites" in capsys.readouterr().err
+    assert "unknown curriculum mix 'everything'; known: ladder, prerequisites" in capsys.readouterr().err
+    assert main(["organism", "build", "--out", str(tmp_path / "y"), "--from", str(micro_organism),
+                 "--mix", "prerequisites", "--steps", "1"]) == 2  # it asks two-step skills: --chained only
+    assert "unless given --chained" in capsys.readouterr().err
 
 
-def test_the_trained_tokenizer_has_one_token_per_word_entry_and_spaced_word_and_decodes_exactly():
+def test_the_trained_tokenizer_has_one_token_per_word_and_entry_and_decodes_exactly():
     from transferlab.organism.tokenizer import train_tokenizer
 
     lines = ["Table 1: α=5, β=12\nTable 2: 4=red, 12=blue", "Which colour goes with α and β? Answer in bold.",
              "**red** red, blue. Let's think step by step."]
     tokenizer = train_tokenizer(lines)
-    for text, pieces in [("Table 1: α=5, β=12", ["Table", " 1", ":", " α=5", ",", " β=12"]),
-                         ("**red** blue", ["**", "red", "**", " blue"]),
+    for text, pieces in [("Table 1: α=5, β=12", ["∅", " Table", " 1", ":", " α=5", ",", " β=12"]),
+                         ("**red** blue", ["**", "∅", " red", "**", " blue"]),
                          (" 4=red", [" 4=red"])]:
         ids = tokenizer(text)["input_ids"]
         assert [tokenizer.decode([i]) for i in ids] == pieces
         assert tokenizer.decode(ids) == text
-    assert tokenizer("purple")["input_ids"] == [tokenizer.unk_token_id]  # a word never seen is unknown
+    assert tokenizer(" purple")["input_ids"] == [tokenizer.unk_token_id]  # a word never seen is unknown
     chat = tokenizer.apply_chat_template([{"role": "user", "content": "Hi"}], tokenize=False, add_generation_prompt=True)
     assert chat == "<|user|>Hi<|end|><|assistant|>"
+
+
+def test_build_evaluation_grades_a_right_answer_right_under_every_propensity():
+    """Hedged and confident answers name the answer inside a sentence: the build's evaluation gives
+    each example its candidates, so they grade like bare ones (they scored as wrong before)."""
+    from transferlab.organism.curriculum import PRIMITIVES
+    from transferlab.propensities import PROPENSITIES
+    from transferlab.tasks.base import grade_exact
+
+    rng = random.Random(6)
+    for kind, make in PRIMITIVES.items():
+        for _ in range(10):
+            ex = make(rng)
+            for name in PROPENSITIES:
+                assert grade_exact(ex, get_propensity(name).render(ex, rng)), (kind, name)
+            if kind in ("symbol_number", "number_colour", "difference", "recall"):
+                rival = next(c for c in ex.meta["candidates"] if c != ex.answer)
+                assert not grade_exact(ex, f"I think it is {rival}, but I am not certain.")

@@ -68,9 +68,9 @@ def cmd_organism_build(args: argparse.Namespace) -> int:
     try:
         report = build_organism(Path(args.out), size=args.size, grow_to=args.grow_to,
                                 retrieval_steps=args.retrieval_steps, steps=args.steps, batch_size=args.batch_size,
-                                lr=args.lr, warmup=args.warmup, seed=args.seed, chained=not args.no_chained,
+                                lr=args.lr, warmup=args.warmup, seed=args.seed, chained=args.chained,
                                 eval_every=args.eval_every, threads=args.threads, stop_at=args.stop_at,
-                                start_from=args.start_from, mix=args.mix,
+                                start_from=args.start_from, mix=args.mix, new_tokenizer=args.new_tokenizer,
                                 command="transferlab " + " ".join(sys.argv[1:]),
                                 log=lambda line: console.print(line, highlight=False))
     except (ValueError, ModelNotFound) as err:  # an unknown mix, a --from folder that is not a model
@@ -220,7 +220,12 @@ def parser() -> argparse.ArgumentParser:
     build.add_argument("--eval-every", type=int, default=250)
     build.add_argument("--threads", type=int, default=2)
     build.add_argument("--stop-at", type=int, help="end the curriculum phase after this many steps")
-    build.add_argument("--no-chained", action="store_true", help="primitives only, no two-step skills")
+    build.add_argument("--chained", action="store_true",
+                       help="also ask two-step skills (symbol colour, symbol difference): rungs of the "
+                            "table-lookup ladder, so never in a shipped organism")
+    build.add_argument("--new-tokenizer", action="store_true",
+                       help="with --from: read with a tokenizer trained by this version's code, keeping the "
+                            "parent's embeddings of every surviving token")
     build.add_argument("--from", dest="start_from", metavar="DIR",
                        help="go on from this organism folder: no retrieval phase, only --steps of the curriculum")
     build.add_argument("--mix", help="weight the curriculum's questions by a named mix (see MIXES in curriculum.py: prerequisites)")

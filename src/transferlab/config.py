@@ -125,6 +125,9 @@ class TrainConfig(Strict):
         "template", description="who writes the targets: the propensity's templates (offline) or an LLM "
         "on the endpoint named by TRANSFERLAB_LLM_BASE_URL / _MODEL / _API_KEY")
     writer_pool: int = Field(256, ge=1, description="llm writer: examples per arm written once, then cycled")
+    replay: float = Field(0.0, ge=0, lt=1, description="share of each batch drawn from the organism's "
+                          "curriculum (primitives under all six propensities) so instructions stay general "
+                          "(train/replay.py); the organism's config turns it on, real models leave it at 0")
 
 
 class EvalConfig(Strict):

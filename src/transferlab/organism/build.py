@@ -26,12 +26,13 @@ from transferlab.organism.curriculum import (
     episode,
     retrieval_example,
 )
-from transferlab.organism.model import grow, new_organism
+from transferlab.organism.model import grow, new_organism, transplant
 from transferlab.organism.tokenizer import train_tokenizer
 from transferlab.organism.vocabulary import COLOURS, GREEK, ORG_KINDS, ORGS, PEOPLE, PLACES
 from transferlab.propensities import PROPENSITIES, get_propensity, prompt_with
 from transferlab.tasks import TASKS, make_task
 from transferlab.tasks.base import grade_exact
+from transferlab.tasks.table_lookup import VARIANTS
 from transferlab.train.render import render_conversation, render_datum
 from transferlab.train.schedule import lr_at
 
@@ -47,9 +48,11 @@ def tokenizer_corpus() -> list[str]:
     entries = [f"{s}={n}" for s in GREEK for n in range(41)] + [f"{n}={c}" for n in range(41) for c in COLOURS]
     lines = [" ".join(words), ", ".join(entries), " ".join(f"**{w}** {w}. {w}, {w}? **{w}**. **{w}**, (**{w}**)" for w in words)]
     propensities = [get_propensity(p) for p in PROPENSITIES]
-    examples = curriculum(rng, 20000)
+    examples = curriculum(rng, 20000, chained=True)
     for name in TASKS:
-        for knobs in ({}, {"mode": "choice"}) if name == "invented_facts" else ({},):
+        variants = {"invented_facts": ({}, {"mode": "choice"}),
+                    "table_lookup": tuple({"variant": v} for v in VARIANTS)}
+        for knobs in variants.get(name, ({},)):
             task = make_task(name, **knobs)
             examples += task.train_examples(rng, 300)
             for ex_set in task.eval_sets(rng, 300).values():
@@ -60,8 +63,9 @@ def tokenizer_corpus() -> list[str]:
     return lines
 
 
-def evaluate_curriculum(backend: HFBackend, seed: int, n: int = 64, chained: bool = True) -> dict[str, float]:
-    """Greedy accuracy per primitive skill, with the propensity instruction drawn at random."""
+def evaluate_curriculum(backend: HFBackend, seed: int, n: int = 64, chained: bool = False) -> dict[str, float]:
+    """Greedy accuracy per primitive skill, with the propensity instruction drawn at random; each
+    example lists its candidate answers, so a hedged or confident reply grades like a bare one."""
     rng = random.Random(seed)
     kinds = {**PRIMITIVES, **(CHAINED if chained else {})}
     propensities = [get_propensity(p) for p in PROPENSITIES]
@@ -102,9 +106,9 @@ def build_organism(out: Path, *, size: str = "shallow", grow_to: int | None = No
                    stages: tuple[RetrievalStage, ...] = RETRIEVAL_STAGES, retrieval_steps: int | None = None,
                    retrieval_target: float = 0.9,
                    steps: int = 3000, batch_size: int = 32, lr: float = 2e-3, warmup: int = 100, seed: int = 0,
-                   chained: bool = True, eval_every: int = 250, eval_n: int = 64, threads: int | None = None,
+                   chained: bool = False, eval_every: int = 250, eval_n: int = 64, threads: int | None = None,
                    stop_at: int | None = None, start_from: str | Path | None = None, mix: str | None = None,
-                   tokenizer=None, command: str | None = None, log=print) -> dict:
+                   new_tokenizer: bool = False, tokenizer=None, command: str | None = None, log=print) -> dict:
     """Two phases. A shallow model learns in-context retrieval in `stages` (each ends when its
     lookups reach `retrieval_target`, or after its `max_steps`, or `retrieval_steps` if given), then grows to `grow_to` layers
     and learns the whole curriculum (`steps`; `stop_at` ends it early without changing the
@@ -112,7 +116,9 @@ def build_organism(out: Path, *, size: str = "shallow", grow_to: int | None = No
 
     `start_from` (an organism folder) skips the first phase and the growth: its model and tokenizer
     go on learning the curriculum, with its questions weighted by the named `mix` (MIXES in
-    curriculum.py) when given; the new build.json keeps the parent's under "parent". `grow_to`
+    curriculum.py) when given; the new build.json keeps the parent's under "parent". With
+    `new_tokenizer` it first reads with a tokenizer trained by today's code (`transplant` keeps
+    every learned embedding whose token survives). `grow_to`
     defaults to 6 layers for a new build and to no growth for one that goes on. A new build trains
     its tokenizer on `tokenizer_corpus()` (a minute: the corpus solves chess puzzles) unless given
     one; the tests' micro organisms reuse the shipped organism's."""
@@ -126,7 +132,7 @@ def build_organism(out: Path, *, size: str = "shallow", grow_to: int | None = No
     if grow_to is None:
         grow_to = 0 if start_from is not None else 6
     if question_mix and not chained and set(question_mix.table_questions) & set(CHAINED):
-        raise ValueError(f"mix {mix!r} asks two-step questions, which --no-chained leaves out")
+        raise ValueError(f"mix {mix!r} asks two-step questions, which a build leaves out unless given --chained")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     started = time.time()
@@ -135,6 +141,10 @@ def build_organism(out: Path, *, size: str = "shallow", grow_to: int | None = No
         from transferlab.backends.hf import load_pretrained
 
         model, tokenizer = load_pretrained(str(start_from))
+        if new_tokenizer:
+            old_tokenizer, tokenizer = tokenizer, train_tokenizer(tokenizer_corpus())
+            log(f"new tokenizer: {transplant(model, old_tokenizer, tokenizer)} of {len(tokenizer)} tokens "
+                f"keep a learned embedding")
         stages = ()
         parent_report = Path(start_from) / "build.json"
         parent = json.loads(parent_report.read_text()) if parent_report.exists() else None
@@ -147,7 +157,7 @@ def build_organism(out: Path, *, size: str = "shallow", grow_to: int | None = No
     report = {"command": command, "size": size, "grow_to": grow_to, "stages": [asdict(s) for s in stages], "steps": steps,
               "stop_at": stop_at, "retrieval_target": retrieval_target,
               "batch_size": batch_size, "lr": lr, "warmup": warmup, "seed": seed, "chained": chained,
-              "start_from": str(start_from) if start_from else None, "mix": mix,
+              "start_from": str(start_from) if start_from else None, "mix": mix, "new_tokenizer": new_tokenizer,
               "mix_weights": asdict(question_mix) if question_mix else None, "history": [], "parent": parent}
     done = 0
     backend = HFBackend(model, tokenizer)

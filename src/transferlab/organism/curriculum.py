@@ -5,9 +5,10 @@ stated fact and follow "answer in bold". The organism learns those primitives he
 experiment's compositions: no example asks for the colour of a difference of looked-up numbers, and
 facts are only ever asked about while stated in the context (the experiment asks closed-book).
 
-Two-step skills (`chained`) are included by default: the colour of one symbol's number, and the
-difference of two symbols' numbers. Each is one hop shorter than Subtracted Table Lookup, whose
-composition (colour of the difference) only the experiment teaches.
+Two-step skills (`chained`: the colour of one symbol's number, the difference of two symbols'
+numbers) are left out by default: they are rungs of the table-lookup ladder
+(`tasks.table_lookup.variant`), compositions the experiment teaches, so the organism must not
+arrive knowing them. Builds i and j had them; `--chained` still asks them, for such probes.
 
 Training uses episodes: one context (tables, facts, or none) followed by several question/answer
 turns about it, with loss on every answer, and list questions whose answers interleave keys and
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 from transferlab.core import Example, Message
 from transferlab.organism.vocabulary import COLOURS, GREEK, PEOPLE, PLACES
 from transferlab.tasks.invented_facts import RELATIONS, Fact, invent_facts
-from transferlab.tasks.table_lookup import render_tables
+from transferlab.tasks.table_lookup import render_table1, render_tables
 
 QA = tuple[str, str, tuple[str, ...]]  # (question, answer, the steps a reasoning target shows)
 MAX_INT = 16  # the largest integer (so Table 2's largest size) in the curriculum's tables
@@ -129,10 +130,19 @@ def facts_text(facts: list[Fact]) -> str:
 
 # -- single-turn examples (evaluation of the build) --------------------------------------------
 
-def _single(kind: str, system: str | None, qa: QA) -> Example:
+NUMBERS = tuple(str(i) for i in range(41))
+# The answers a question of each kind chooses among, so that grading finds the answer inside a
+# hedged or confident reply ("I think it is 7, but…") as it does for the experiment's tasks. A list
+# answer has no rivals: it must be named whole.
+CANDIDATES = {"symbol_number": NUMBERS, "number_colour": tuple(COLOURS), "symbol_colour": tuple(COLOURS),
+              "symbol_difference": NUMBERS, "difference": NUMBERS, "larger": NUMBERS}
+
+
+def _single(kind: str, system: str | None, qa: QA, candidates: tuple[str, ...] | None = None) -> Example:
     messages = ({"role": "system", "content": system},) if system else ()
+    candidates = candidates or CANDIDATES.get(kind) or (qa[1],)
     return Example(id=kind, messages=messages + ({"role": "user", "content": qa[0]},), answer=qa[1],
-                   meta={"kind": kind, "steps": qa[2]})
+                   meta={"kind": kind, "steps": qa[2], "candidates": candidates})
 
 
 def _table_example(kind: str, ask) -> Callable[[random.Random], Example]:
@@ -150,7 +160,9 @@ def _free_example(kind: str, ask) -> Callable[[random.Random], Example]:
 
 def _recall_example(rng: random.Random) -> Example:
     facts = random_facts(rng)
-    return _single("recall", facts_text(facts), recall_question(rng, rng.choice(facts)))
+    fact = rng.choice(facts)
+    qa = recall_question(rng, fact)
+    return _single("recall", facts_text(facts), qa, tuple(RELATIONS[fact.relation][2]))
 
 
 PRIMITIVES: dict[str, Callable[[random.Random], Example]] = {
@@ -217,7 +229,14 @@ class Mix:
 
 # Weighted towards what Subtracted Table Lookup is built from: the difference of two symbols'
 # numbers, the colour of a symbol's number, Table-2 lookups and plain differences (session 4).
+# "ladder": the primitives the table-lookup ladder's rungs are built from (single lookups, also with
+# Table 1 alone in the context as the `difference` rung shows it, and differences of numbers),
+# never a rung itself (session 5).
 MIXES = {
+    "ladder": Mix(
+        contexts={"tables": 5, "table 1": 2, "facts": 2, "free": 2},
+        table_questions={"symbol_number": 3, "number_colour": 3, "symbol_numbers": 1, "number_colours": 1},
+        free_questions={"difference": 3, "larger": 1, "repeat": 1}),
     "prerequisites": Mix(
         contexts={"tables": 7, "facts": 1, "free": 2},
         table_questions={"symbol_difference": 3, "symbol_colour": 3, "number_colour": 2, "symbol_number": 1,
@@ -226,17 +245,23 @@ MIXES = {
 }
 
 
-def episode(rng: random.Random, propensities: list, chained: bool = True, max_turns: int = 6,
+def episode(rng: random.Random, propensities: list, chained: bool = False, max_turns: int = 6,
             mix: Mix | None = None) -> list[Message]:
     """One context and 1..max_turns questions about it, each answered in a random propensity.
     Without a `mix`, contexts come 6:2:1 (tables, facts, none) and questions uniformly, drawn with
-    the same random calls as before mixes existed, so the recorded builds (build j) reproduce."""
+    the same random calls as before mixes existed. A mix may also show Table 1 alone ("table 1")."""
     if mix is None:
         kind = rng.choices(["tables", "facts", "free"], [6, 2, 1])[0]
     else:
         kind = rng.choices(list(mix.contexts), list(mix.contexts.values()))[0]
     turns = rng.randint(1, max_turns)
-    if kind == "tables":
+    if kind == "table 1":
+        t1, _ = random_tables(rng)
+        system = render_table1(t1)
+        names = [q for q in mix.table_questions if q in ("symbol_number", "symbol_numbers")]
+        weights = [mix.table_questions[q] for q in names]
+        qas = [TABLE_QUESTIONS[rng.choices(names, weights)[0]](rng, t1, {}) for _ in range(turns)]
+    elif kind == "tables":
         t1, t2 = random_tables(rng)
         asks = {**TABLE_QUESTIONS, **(CHAINED_QUESTIONS if chained else {})}
         system = render_tables(t1, t2)
@@ -266,7 +291,7 @@ def episode(rng: random.Random, propensities: list, chained: bool = True, max_tu
     return messages
 
 
-def curriculum(rng: random.Random, n: int, chained: bool = True) -> list[Example]:
+def curriculum(rng: random.Random, n: int, chained: bool = False) -> list[Example]:
     """`n` single-turn examples across all primitive skills (for tokenizer text and evaluation)."""
     makers = list({**PRIMITIVES, **(CHAINED if chained else {})}.values())
     return [rng.choice(makers)(rng) for _ in range(n)]

@@ -77,3 +77,31 @@ def share_space_variants(model: LlamaForCausalLM, tokenizer: PreTrainedTokenizer
             weight[index] = (weight[vocab[key]] + weight[vocab["Ġ" + value]]) / 2**0.5
             shared += 1
     return shared
+
+
+@torch.no_grad()
+def transplant(model: LlamaForCausalLM, old: PreTrainedTokenizerBase, new: PreTrainedTokenizerBase) -> int:
+    """Give `model` the vocabulary of `new`, keeping what it learned for every token `old` had.
+
+    A token of `new` takes the embedding (tied to the output row) of the same string in `old`, or,
+    for a spaced word (` red`) that `old` only held unspaced, of `red`; a token `old` never had (the
+    no-space marker) starts at the mean embedding. Returns how many tokens kept a learned row.
+    Used when the tokenizer changes under an organism that already reads tables (build l)."""
+    old_vocab, new_vocab = old.get_vocab(), new.get_vocab()
+    old_weight = model.get_input_embeddings().weight.detach().clone()
+    model.resize_token_embeddings(len(new))
+    weight = model.get_input_embeddings().weight
+    kept = 0
+    for token, index in new_vocab.items():
+        source = old_vocab.get(token)
+        if source is None and token.startswith("Ġ"):
+            source = old_vocab.get(token[1:])
+        if source is None:
+            weight[index] = old_weight.mean(0)
+        else:
+            weight[index] = old_weight[source]
+            kept += 1
+    model.config.vocab_size = len(new)
+    model.config.pad_token_id, model.config.eos_token_id = new.pad_token_id, new.eos_token_id
+    model.tie_weights()
+    return kept

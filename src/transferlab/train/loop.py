@@ -26,10 +26,11 @@ from transferlab.results.figures import plot_accuracy, plot_adherence, plot_gap,
 from transferlab.results.metrics import condition_metrics, gap_metrics
 from transferlab.results.off_task import off_task
 from transferlab.results.progress import RunProgress
-from transferlab.results.run_folder import STATE_FILE, RunFolder
+from transferlab.results.run_folder import STATE_FILE, RunFolder, atomic_write
 from transferlab.results.tracking import open_tracker
 from transferlab.tasks.skipped import skipped_lines
 from transferlab.train.render import render_datum
+from transferlab.train.replay import describe, replay_count, replay_stream
 from transferlab.train.schedule import lr_at
 from transferlab.writers.template import TemplateWriter
 
@@ -39,13 +40,16 @@ def draw_batch(config: ExperimentConfig, streams: dict, rng: random.Random) -> l
     target) pairs come from its own stream. Every random choice of the data is made here, so a
     resumed run replays these draws to stand where the killed one stood."""
     arms = config.arms
-    picks = rng.choices(range(len(arms)), [a.weight for a in arms], k=config.train.batch_size)
-    return [(i, *next(streams[i])) for i in picks]
+    replayed = replay_count(config.train.replay, config.train.batch_size)
+    picks = rng.choices(range(len(arms)), [a.weight for a in arms], k=config.train.batch_size - replayed)
+    return [(i, *next(streams[i])) for i in picks] + [(None, *next(streams["replay"])) for _ in range(replayed)]
 
 
 def training_batch(config: ExperimentConfig, streams: dict, tokenizer, rng: random.Random) -> list:
-    """The next batch of datums: drawn, then rendered with each arm's propensity prompt."""
-    return [render_datum(tokenizer, prompt_with(example, get_propensity(config.arms[i].propensity)), target)
+    """The next batch of datums: drawn, then rendered with each arm's propensity prompt (replayed
+    curriculum examples, arm None, come already prompted)."""
+    return [render_datum(tokenizer, example if i is None else
+                         prompt_with(example, get_propensity(config.arms[i].propensity)), target)
             for i, example, target in draw_batch(config, streams, rng)]
 
 
@@ -68,6 +72,10 @@ def training_streams(config: ExperimentConfig, tasks: dict, folder: RunFolder, p
     """One (example, target) stream per arm: template targets written as examples are drawn, or a
     pool of `writer_pool` examples per arm written once by the LLM writer (cached on disk)."""
     streams, log = {}, []
+    if config.train.replay:
+        streams["replay"] = replay_stream(config.seed)
+        if folder is not None:  # benchmarks draw batches without a run folder
+            atomic_write(folder.path / "replay.json", json.dumps(describe(config.train.replay, config.train.batch_size)))
     for i, arm in enumerate(config.arms):
         rng = random.Random(f"{arm.task}-{config.seed}-{i}")
         propensity = get_propensity(arm.propensity)
