@@ -1,4 +1,7 @@
-"""Experiment kinds beyond the seed experiment, chosen by a config's `kind` key.
+"""Experiment kinds beyond the seed experiment, chosen by a config's `kind` key. Each kind is one
+package here (its config and loop in run.py, or split further; its tables and figures in results.py);
+what they share is in common.py (config fields, prompts, an SFT step, rates within and across seeds),
+traits.py (traits and graders) and report.py (the report page).
 
     goal_guarding   does training where two behaviours agree keep the one the model has?
     inoculation     does naming a trait in the training prompt keep it away at deployment?
@@ -24,15 +27,15 @@ from transferlab.config import (
     shipped_configs,
     validation_lines,
 )
-from transferlab.experiments.goal_guarding import GoalGuardingConfig, run_goal_guarding
-from transferlab.experiments.inoculation import InoculationConfig, run_inoculation
-from transferlab.experiments.persona import PersonaConfig, run_persona
-from transferlab.experiments.rl import RLConfig, run_rl
+from transferlab.experiments import goal_guarding, inoculation, persona, rl
 from transferlab.results.run_folder import RunFolder
 
-EXPERIMENT_KINDS = {"goal_guarding": GoalGuardingConfig, "inoculation": InoculationConfig, "persona": PersonaConfig,
-                    "rl": RLConfig}
-RUNNERS = {"goal_guarding": run_goal_guarding, "inoculation": run_inoculation, "persona": run_persona, "rl": run_rl}
+EXPERIMENT_KINDS = {"goal_guarding": goal_guarding.GoalGuardingConfig, "inoculation": inoculation.InoculationConfig,
+                    "persona": persona.PersonaConfig, "rl": rl.RLConfig}
+RUNNERS = {"goal_guarding": goal_guarding.run_goal_guarding, "inoculation": inoculation.run_inoculation,
+           "persona": persona.run_persona, "rl": rl.run_rl}
+RESULTS = {"goal_guarding": goal_guarding.write_results, "inoculation": inoculation.write_results,
+           "persona": persona.write_results, "rl": rl.write_results}
 
 
 def _read(path: str | Path) -> dict:
@@ -76,14 +79,8 @@ def run_kind(config, out: str | Path | None = None, quiet: bool = False) -> RunF
 
 def write_kind_results(directory: str | Path) -> Path:
     """Redraw a finished folder's tables, figures and report from its samples (`transferlab figures`)."""
-    from transferlab.experiments.guard_results import write_results as guard
-    from transferlab.experiments.inoculation_results import write_results as inoculation
-    from transferlab.experiments.persona_results import write_results as persona
-    from transferlab.experiments.rl import write_rl_results as rl
-
     config = load_experiment(Path(directory) / "config.toml")
-    writers = {"goal_guarding": guard, "inoculation": inoculation, "persona": persona, "rl": rl}
-    writers[config.kind](RunFolder(directory), config)
+    RESULTS[config.kind](RunFolder(directory), config)
     return Path(directory) / "report.html"
 
 

@@ -226,7 +226,7 @@ def evaluate(backend, task, setting: SettingConfig, chosen: list[Item], max_toke
 # -- the run --------------------------------------------------------------------------------------
 
 def run_goal_guarding(config: GoalGuardingConfig, out, quiet: bool = False) -> RunFolder:
-    from transferlab.experiments.guard_results import write_results
+    from transferlab.experiments.goal_guarding.results import write_results
 
     folder = start_folder(out, config)
     log, task, setting = printer(quiet), config.make_task(), config.setting

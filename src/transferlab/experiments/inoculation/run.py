@@ -165,7 +165,7 @@ def elicitation(backend, task, config, pair, prompts: dict[str, list[str]], seed
 # -- the run --------------------------------------------------------------------------------------
 
 def run_inoculation(config: InoculationConfig, out, quiet: bool = False) -> RunFolder:
-    from transferlab.experiments.inoculation_results import write_results
+    from transferlab.experiments.inoculation.results import write_results
 
     folder = start_folder(out, config)
     log, task = printer(quiet), config.make_task()

@@ -25,7 +25,7 @@ from transferlab.experiments.common import (
     sft_step,
     start_folder,
 )
-from transferlab.experiments.persona_results import write_results
+from transferlab.experiments.persona.results import write_results
 from transferlab.propensities import PAIRS, PROPENSITIES, get_propensity, partner
 from transferlab.results.run_folder import RunFolder
 from transferlab.tasks import TASKS, make_task

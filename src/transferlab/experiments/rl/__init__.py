@@ -9,4 +9,6 @@
 from transferlab.experiments.rl.config import RLConfig, RLSection
 from transferlab.experiments.rl.run import rl_batch, run_rl, write_rl_results
 
-__all__ = ["RLConfig", "RLSection", "rl_batch", "run_rl", "write_rl_results"]
+write_results = write_rl_results  # the name every kind gives its results writer
+
+__all__ = ["RLConfig", "RLSection", "rl_batch", "run_rl", "write_results", "write_rl_results"]
