@@ -87,6 +87,15 @@ def test_runs_normalise_per_example_by_default(micro_organism):
     assert backend.loss_normalization == "example"
 
 
+def test_train_weight_decay_reaches_the_optimizer(micro_organism):
+    from transferlab.backends import open_backend
+    from transferlab.config import ModelConfig
+
+    backend = open_backend(ModelConfig(name=str(micro_organism), bf16=False, threads=1, check_memory=False),
+                           weight_decay=0.05)
+    assert {g["weight_decay"] for g in backend.optimizer.param_groups} == {0.05}
+
+
 def test_loss_ignores_prompt_tokens(micro_organism):
     model, tokenizer = load_pretrained(str(micro_organism))
     backend = HFBackend(model, tokenizer, bf16=False)

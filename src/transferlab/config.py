@@ -87,7 +87,8 @@ class ModelConfig(Strict):
                 raise ValueError("the tinker backend trains LoRA adapters only; set model.full_finetune = false")
             if self.name == "organism":
                 raise ValueError("the tinker backend trains the models its service hosts; set model.name to "
-                                 "one of them (e.g. 'meta-llama/Llama-3.1-8B'), or use backend = 'hf'")
+                                 "one of them (e.g. 'Qwen/Qwen3-4B-Instruct-2507' or 'Qwen/Qwen3-8B'; the run "
+                                 "lists what the service trains when it starts), or use backend = 'hf'")
             if self.processes > 1:
                 raise ValueError("the tinker backend is parallelised by its service; set model.processes = 1")
         return self
@@ -116,7 +117,7 @@ class TrainConfig(Strict):
     batch_size: int = Field(32, ge=1)
     lr: float = Field(1e-3, gt=0)
     warmup: int = Field(20, ge=0)
-    weight_decay: float = Field(0.0, ge=0)
+    weight_decay: float = Field(0.0, ge=0, description="AdamW's decoupled weight decay, on every backend")
     loss_normalization: Literal["example", "token"] = Field(
         "example", description="'example': each example's loss is the mean over its own target tokens, "
         "the batch loss the mean over examples, so an arm's weight is its share of the gradient; 'token': "

@@ -21,9 +21,11 @@ def resolve_model(name: str) -> str:
     return str(shipped_organism()) if name == "organism" else name
 
 
-def open_backend(model_config, batch_size: int | None = None, *, loss_normalization: str = "example"):
+def open_backend(model_config, batch_size: int | None = None, *, loss_normalization: str = "example",
+                 weight_decay: float = 0.0, resume_from: str | Path | None = None):
     """The backend `model_config` names, ready to train, its loss normalised per example or per token
-    (train.loss_normalization).
+    (train.loss_normalization), its optimizer decaying weights by `weight_decay` (train.weight_decay),
+    holding the weights and optimizer state of the checkpoint `resume_from` when given.
     For `hf`: the memory arithmetic first (refusing a run that cannot fit a batch of `batch_size`
     before any weight is read), then the weights in their training dtype, LoRA and gradient
     checkpointing as configured, and, across processes or micro-batches, the data-parallel wrapper.
@@ -34,7 +36,8 @@ def open_backend(model_config, batch_size: int | None = None, *, loss_normalizat
     if model_config.backend == "tinker":
         from transferlab.backends.tinker import TinkerBackend
 
-        return TinkerBackend.from_config(model_config, loss_normalization=loss_normalization)
+        return TinkerBackend.from_config(model_config, loss_normalization=loss_normalization,
+                                         weight_decay=weight_decay, resume_from=resume_from)
     from transferlab.backends import distributed, lora, memory
 
     _, size, _ = distributed.world()
@@ -56,10 +59,13 @@ def open_backend(model_config, batch_size: int | None = None, *, loss_normalizat
     model = model.to(lora.load_dtype(model_config, torch.cuda.is_available()))
     model = lora.prepare_model(model, model_config)
     model = distributed.replicate_or_shard(model, model_config.parallel)  # before the optimizer is made
-    backend = HFBackend(model, tokenizer, bf16=model_config.bf16, loss_normalization=loss_normalization)
+    backend = HFBackend(model, tokenizer, bf16=model_config.bf16, loss_normalization=loss_normalization,
+                        weight_decay=weight_decay)
     if size > 1 or model_config.grad_accumulation > 1:
-        return distributed.DataParallelBackend(backend, grad_accumulation=model_config.grad_accumulation,
-                                               parallel=model_config.parallel)
+        backend = distributed.DataParallelBackend(backend, grad_accumulation=model_config.grad_accumulation,
+                                                  parallel=model_config.parallel)
+    if resume_from is not None:
+        backend.load_state(resume_from)
     return backend
 
 

@@ -138,6 +138,14 @@ class DataParallelBackend:
     def optim_step(self, lr: float) -> None:
         self._call("optim_step", lr)
 
+    def train_step(self, datums: list[Datum], lr: float) -> float:
+        loss = self.forward_backward(datums)
+        self.optim_step(lr)
+        return loss
+
+    def close(self, status: str = "success") -> None:
+        self.stop()
+
     def sample(self, prompts, max_tokens: int, temperature: float = 0.0, **kwargs) -> list[str]:
         return self._call("sample", list(prompts), max_tokens, temperature, kwargs)
 
@@ -328,7 +336,8 @@ def serve_config(config) -> int:
     from transferlab.backends import open_backend
 
     torch.manual_seed(config.seed)
-    serve(open_backend(config.model, config.train.batch_size, loss_normalization=config.train.loss_normalization))
+    serve(open_backend(config.model, config.train.batch_size, loss_normalization=config.train.loss_normalization,
+                       weight_decay=config.train.weight_decay))
     return 0
 
 

@@ -157,6 +157,15 @@ class HFBackend:
         loss.backward()
         return float(loss.detach())
 
+    def train_step(self, datums: list[Datum], lr: float) -> float:
+        """One optimizer step on one batch; returns the batch's loss before the step."""
+        loss = self.forward_backward(datums)
+        self.optim_step(lr)
+        return loss
+
+    def close(self, status: str = "success") -> None:
+        """Nothing to release: the model lives in this process."""
+
     def optim_step(self, lr: float) -> None:
         for group in self.optimizer.param_groups:
             group["lr"] = lr

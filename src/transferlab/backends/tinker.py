@@ -7,14 +7,19 @@ as train.loss_normalization says (backends/normalization.py: by 1 / (its weighte
 examples) per example, by 1 / the batch's weighted tokens per token): the service's loss and
 gradient are then the hf backend's, and a learning rate means the same on both.
 
-Evaluation samples from the weights as they are now (saved for a sampling client after each optimizer
-step, lazily); a checkpoint is a small JSON file naming the service's saved state, from which a killed
-run resumes (weights and Adam moments). The API key comes from TINKER_API_KEY, read by the SDK itself,
-and is never written anywhere.
+The client's life: at start-up the service is asked which base models it trains, and an unknown
+one is refused with that list; one training client is made (a fresh LoRA, or, resuming, the saved
+state with its Adam moments, or, for a later stage of an experiment, the stage's saved weights);
+each step submits forward_backward and optim_step before waiting on either, so both ride the same
+clock cycle of the service; evaluation samples from the weights as they are (saved for a sampling
+client only when an evaluation asks, once per optimizer step); a checkpoint is a small JSON file
+naming the service's saved state, which expires after ROLLING_TTL unless it is the finished run's
+last (FINAL_TTL); `close` ends the session. The API key comes from TINKER_API_KEY, read by the SDK
+itself, and is never written anywhere.
 
 Not yet run against the live service (it cannot be reached from our CI): every network call here,
-listed in docs/real-models.md. Datum construction, loss normalisation, chat rendering and the
-checkpoint bookkeeping are tested offline against the SDK's own types.
+listed in docs/real-models.md. Datum construction, loss normalisation, chat rendering, the call
+order and the checkpoint bookkeeping are tested offline against the SDK's own types.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import os
 import time
 from pathlib import Path
 
+from transferlab.backends.hf import ModelNotFound
 from transferlab.backends.normalization import loss_scales
 from transferlab.core import Datum, Message
 from transferlab.train.render import render_prompt
@@ -31,6 +37,9 @@ from transferlab.train.render import render_prompt
 STATE_FILE = "tinker_state.json"
 API_KEY = "TINKER_API_KEY"
 GROUPS = {"attn": "train_attn", "mlp": "train_mlp", "unembed": "train_unembed"}
+ROLLING_TTL = 7 * 24 * 3600  # a rolling checkpoint: long enough to resume a killed run after a weekend
+FINAL_TTL = 365 * 24 * 3600  # a finished run's last state: a year to reopen it (the SDK allows 1 h..10 y)
+EXAMPLE_MODEL = "Qwen/Qwen3-4B-Instruct-2507"  # for messages; the service's own list decides
 
 
 def tinker_types():
@@ -39,6 +48,26 @@ def tinker_types():
     except ImportError as err:
         raise ImportError("the tinker backend needs the Tinker SDK: pip install 'transferlab[tinker]'") from err
     return types
+
+
+def served_models(rest) -> list[str]:
+    """The base models the service will train, from its capabilities."""
+    models = rest.get_server_capabilities().result().supported_models
+    return sorted(m.model_name for m in models if m.model_name and m.trainable is not False)
+
+
+def check_served(rest, base_model: str) -> None:
+    """Refuse, before any client is made, a base model the service does not train."""
+    served = served_models(rest)
+    if base_model not in served:
+        raise ModelNotFound(f"the tinker service does not train {base_model!r}; set model.name to one of the "
+                            f"models it trains: {', '.join(served) or '(none offered to this API key)'}")
+
+
+def saved_record(folder: str | Path) -> dict | None:
+    """The service state a folder names (our checkpoints and an experiment's saved stages), if any."""
+    path = Path(folder) / STATE_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def to_tinker_datum(datum: Datum, scale: float = 1.0):
@@ -70,25 +99,34 @@ def lora_groups(targets: list[str]) -> dict[str, bool]:
 
 
 class TinkerBackend:
-    """forward_backward / optim_step / sample / save_state / load_state on a hosted training service."""
+    """forward_backward / optim_step / train_step / sample / save_state / load_state / close on a
+    hosted training service."""
 
-    def __init__(self, service, training, tokenizer, *, base_model: str, lora_rank: int,
+    def __init__(self, service, training, tokenizer, *, base_model: str, lora_rank: int, rest=None,
                  weight_decay: float = 0.0, grad_clip: float = 1.0, loss_normalization: str = "example"):
         loss_scales([], loss_normalization)  # an unknown name stops here
         self.loss_normalization = loss_normalization
         self.service = service
+        self.rest = rest
         self.training = training
         self.tokenizer = tokenizer
         self.base_model = base_model
         self.lora_rank = lora_rank
-        # the hf backend's AdamW: betas (0.9, 0.98), torch's eps, clipping at 1.0
+        # the hf backend's AdamW: betas (0.9, 0.98), torch's eps, clipping at 1.0, train.weight_decay
         self.adam = {"beta1": 0.9, "beta2": 0.98, "eps": 1e-8, "weight_decay": weight_decay,
                      "grad_clip_norm": grad_clip}
         self.sampler = None  # a sampling client on the current weights; None once they change
         self.saves = 0
+        self.last_state: str | None = None  # the service path of the latest save_state
+        self.closed = False
 
     @classmethod
-    def from_config(cls, model_config, service=None, *, loss_normalization: str = "example") -> TinkerBackend:
+    def from_config(cls, model_config, service=None, *, rest=None, loss_normalization: str = "example",
+                    weight_decay: float = 0.0, resume_from: str | Path | None = None) -> TinkerBackend:
+        """Ask the service what it trains, then make one training client: from `resume_from` (our
+        checkpoint: weights and Adam moments), from the saved stage `model.name` names (a folder
+        holding tinker_state.json: its weights, a fresh optimizer, as the hf backend reopens a
+        stage's folder), or a fresh LoRA adapter on the base model `model.name`."""
         groups = lora_groups(model_config.lora_targets)
         if service is None:
             if not os.environ.get(API_KEY):
@@ -97,28 +135,51 @@ class TinkerBackend:
             import tinker
 
             service = tinker.ServiceClient()  # reads TINKER_API_KEY (and TINKER_BASE_URL) itself
-        import torch
+            rest = rest or tinker.RestClient()
+        stage = saved_record(model_config.name)
+        resumed = saved_record(resume_from) if resume_from is not None else None
+        if resume_from is not None and resumed is None:
+            raise FileNotFoundError(f"{resume_from} holds no {STATE_FILE}: it is not a tinker checkpoint")
+        base_model = (resumed or stage or {}).get("base_model", model_config.name)
+        if stage and resumed and stage["base_model"] != resumed["base_model"]:
+            raise ValueError(f"{resume_from} holds a {resumed['base_model']} adapter, not one of {stage['base_model']}")
+        check_served(rest, base_model)
+        if resumed is not None:
+            training = service.create_training_client_from_state_with_optimizer(resumed["state_path"]).result()
+        elif stage is not None:
+            training = service.create_training_client_from_state(stage["state_path"]).result()
+        else:
+            import torch
 
-        training = service.create_lora_training_client(
-            base_model=model_config.name, rank=model_config.lora_rank,
-            seed=torch.initial_seed() % 2 ** 31, **groups).result()  # the experiment's seed, as hf seeds PEFT
-        return cls(service, training, training.get_tokenizer(), base_model=model_config.name,
-                   lora_rank=model_config.lora_rank, loss_normalization=loss_normalization)
+            training = service.create_lora_training_client(
+                base_model=base_model, rank=model_config.lora_rank,
+                seed=torch.initial_seed() % 2 ** 31, **groups).result()  # the experiment's seed, as hf seeds PEFT
+        return cls(service, training, training.get_tokenizer(), base_model=base_model, rest=rest,
+                   lora_rank=model_config.lora_rank, loss_normalization=loss_normalization,
+                   weight_decay=weight_decay)
 
     def forward_backward(self, datums: list[Datum]) -> float:
         """The normalised batch loss; the service accumulates gradients until optim_step."""
         batch = to_tinker_batch(datums, self.loss_normalization)
-        output = self.training.forward_backward(batch, "cross_entropy").result()
-        if "loss:sum" in output.metrics:  # with our scaled weights, the sum is the batch loss
-            return float(output.metrics["loss:sum"])
-        nll = sum(-float((o["logprobs"].to_numpy() * d.loss_fn_inputs["weights"].to_numpy()).sum())
-                  for o, d in zip(output.loss_fn_outputs, batch))
-        return nll
+        return batch_loss(self.training.forward_backward(batch, "cross_entropy").result(), batch)
 
     def optim_step(self, lr: float) -> None:
-        types = tinker_types()
-        self.training.optim_step(types.AdamParams(learning_rate=lr, **self.adam)).result()
+        self.training.optim_step(self.adam_params(lr)).result()
         self.sampler = None
+
+    def train_step(self, datums: list[Datum], lr: float) -> float:
+        """forward_backward and optim_step submitted before waiting on either (the service runs them
+        in order, in one clock cycle; waiting between them costs a cycle per step)."""
+        batch = to_tinker_batch(datums, self.loss_normalization)
+        gradients = self.training.forward_backward(batch, "cross_entropy")
+        step = self.training.optim_step(self.adam_params(lr))
+        output = gradients.result()
+        step.result()
+        self.sampler = None
+        return batch_loss(output, batch)
+
+    def adam_params(self, lr: float):
+        return tinker_types().AdamParams(learning_rate=lr, **self.adam)
 
     def sample(self, prompts: list[list[Message]], max_tokens: int, temperature: float = 0.0,
                **_batching) -> list[str]:
@@ -134,26 +195,47 @@ class TinkerBackend:
         return [self.tokenizer.decode(f.result().sequences[0].tokens, skip_special_tokens=True) for f in futures]
 
     def save_state(self, path: str | Path) -> None:
-        """The service keeps the weights and Adam moments; the folder keeps where they are."""
+        """The service keeps the weights and Adam moments (for ROLLING_TTL; `close` keeps the last
+        one for FINAL_TTL); the folder keeps where they are. No sampler weights: evaluation makes
+        its own when it samples."""
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         self.saves += 1
         name = f"transferlab-{int(time.time())}-{self.saves}"
-        state = self.training.save_state(name).result().path
-        sampler = self.training.save_weights_for_sampler(name).result().path
+        self.last_state = self.training.save_state(name, ttl_seconds=ROLLING_TTL).result().path
         record = {"backend": "tinker", "base_model": self.base_model, "lora_rank": self.lora_rank,
-                  "state_path": state, "sampler_path": sampler, "name": name}
+                  "state_path": self.last_state, "name": name, "ttl_seconds": ROLLING_TTL}
         (path / STATE_FILE).write_text(json.dumps(record, indent=1))
         self.tokenizer.save_pretrained(path)
 
     def load_state(self, path: str | Path) -> None:
         """Continue from the service's saved state: a new training client holding those weights and
-        the optimizer's moments (the SDK's way to resume)."""
-        record = json.loads((Path(path) / STATE_FILE).read_text())
+        the optimizer's moments (the SDK's way to resume). A run resumes through `from_config`
+        (resume_from), which makes this client instead of a fresh one."""
+        record = saved_record(path)
+        if record is None:
+            raise FileNotFoundError(f"{path} holds no {STATE_FILE}: it is not a tinker checkpoint")
         if record["base_model"] != self.base_model:
             raise ValueError(f"{path} holds a {record['base_model']} adapter, not one of {self.base_model}")
         self.training = self.service.create_training_client_from_state_with_optimizer(record["state_path"]).result()
         self.sampler = None
 
+    def close(self, status: str = "success") -> None:
+        """End the session: a finished run's last saved state is kept for FINAL_TTL, not ROLLING_TTL."""
+        if self.closed:
+            return
+        self.closed = True
+        if status == "success" and self.last_state is not None and self.rest is not None:
+            self.rest.set_checkpoint_ttl_from_tinker_path(self.last_state, FINAL_TTL).result()
+        self.service.close(status).result()
+
     def checkpoint_bytes(self) -> int:
         return 64 * 1024  # a JSON record and the tokenizer files
+
+
+def batch_loss(output, batch) -> float:
+    """The service's summed loss over our scaled weights: the normalised batch loss."""
+    if "loss:sum" in output.metrics:
+        return float(output.metrics["loss:sum"])
+    return sum(-float((o["logprobs"].to_numpy() * d.loss_fn_inputs["weights"].to_numpy()).sum())
+               for o, d in zip(output.loss_fn_outputs, batch))

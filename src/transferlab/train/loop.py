@@ -147,8 +147,10 @@ def run_experiment(config: ExperimentConfig, out: str | Path, *, quiet: bool = F
         streams = training_streams(config, tasks, folder, progress)
         judge = make_judge(config.eval.judge, Path(config.llm.cache) / "judge", config.llm.concurrency)
         progress.stage("loading model")
+        latest = folder.checkpoints / "latest"
         backend = open_backend(config.model, config.train.batch_size,
-                               loss_normalization=config.train.loss_normalization)
+                               loss_normalization=config.train.loss_normalization,
+                               weight_decay=config.train.weight_decay, resume_from=latest if resumed else None)
         sampler = make_sampler(backend, config, sampling)
         if resumed:
             progress.stage(f"resuming at step {done}")
@@ -156,7 +158,7 @@ def run_experiment(config: ExperimentConfig, out: str | Path, *, quiet: bool = F
                                    soft_wrap=True)
             for _ in range(done):
                 draw_batch(config, streams, train_rng)
-            restore_checkpoint(backend, folder.checkpoints / "latest")
+            restore_rng(latest)  # the weights and optimizer came with the backend
             if done >= config.train.steps:
                 progress.console.print("training had finished: writing the tables and figures again", highlight=False)
 
@@ -175,10 +177,9 @@ def run_experiment(config: ExperimentConfig, out: str | Path, *, quiet: bool = F
         for step in range(done + 1, config.train.steps + 1):
             progress.stage("training")
             datums = training_batch(config, streams, backend.tokenizer, train_rng)
-            loss = backend.forward_backward(datums)
-            crash_point("train-step")
             lr = lr_at(step - 1, config.train.steps, config.train.lr, config.train.warmup)
-            backend.optim_step(lr)
+            loss = backend.train_step(datums, lr)
+            crash_point("train-step")
             tokens += sum(len(d.input_ids) for d in datums)
             elapsed = round(time.time() - started, 2)
             folder.append_train_log({"step": step, "loss": round(loss, 5), "lr": lr, "tokens": tokens,
@@ -189,6 +190,7 @@ def run_experiment(config: ExperimentConfig, out: str | Path, *, quiet: bool = F
                 run_eval(step)
                 folder.save_checkpoint(backend, {"step": step, "tokens": tokens, "elapsed_s": elapsed,
                                                  "torch_rng": torch_rng_state()})
+        backend.close("success")  # a hosted service keeps the last checkpoint long and ends the session
         progress.stage("writing metrics and figures")
         write_results(folder, config, chance, tasks)
         tracker.finish(folder)
@@ -201,8 +203,7 @@ def torch_rng_state() -> str:
     return base64.b64encode(torch.get_rng_state().numpy().tobytes()).decode()
 
 
-def restore_checkpoint(backend, path: Path) -> None:
-    backend.load_state(path)
+def restore_rng(path: Path) -> None:
     state = json.loads((path / STATE_FILE).read_text())
     torch.set_rng_state(torch.frombuffer(bytearray(base64.b64decode(state["torch_rng"])), dtype=torch.uint8))
 
