@@ -88,7 +88,7 @@ class PeftEngine:
             ids = torch.tensor([prompt["prompt_token_ids"]])
             with torch.inference_mode():
                 out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False,
-                                     max_new_tokens=params["max_tokens"], eos_token_id=params["stop"][0],
+                                     max_new_tokens=params["max_tokens"], eos_token_id=params["stop"],
                                      pad_token_id=params["stop"][0])
             outputs.append(SimpleNamespace(outputs=[SimpleNamespace(token_ids=out[0, ids.size(1):].tolist())]))
         return outputs
@@ -98,7 +98,7 @@ def test_the_engine_answers_with_the_adapter_as_it_stands_exactly_as_hf_generate
     import transferlab.evaluate.vllm_sampler as vs
 
     monkeypatch.setattr(vs, "sampling_parameters",
-                        lambda max_tokens, temperature, eos, seed: {"max_tokens": max_tokens, "stop": [eos]})
+                        lambda max_tokens, temperature, stops, seed: {"max_tokens": max_tokens, "stop": stops})
     monkeypatch.setattr(vs, "adapter_request", lambda name, number, path: {"name": name, "path": str(path)})
     backend = open_backend(ModelConfig(name=str(micro_organism), **LORA))
     engine = PeftEngine(str(micro_organism))

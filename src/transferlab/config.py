@@ -65,6 +65,8 @@ class ModelConfig(Strict):
                           "(weights, gradients and optimizer sharded across processes)")
     check_memory: bool = Field(True, description="refuse before loading when the arithmetic says the "
                                "run cannot fit the device (see docs/real-models.md)")
+    thinking: bool = Field(False, description="chat templates that can think (Qwen3's enable_thinking): render "
+                           "prompts and training conversations with thinking on; off, the model answers at once")
 
     @field_validator("backend")
     @classmethod

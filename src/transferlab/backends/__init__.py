@@ -60,7 +60,7 @@ def open_backend(model_config, batch_size: int | None = None, *, loss_normalizat
     model = lora.prepare_model(model, model_config)
     model = distributed.replicate_or_shard(model, model_config.parallel)  # before the optimizer is made
     backend = HFBackend(model, tokenizer, bf16=model_config.bf16, loss_normalization=loss_normalization,
-                        weight_decay=weight_decay)
+                        weight_decay=weight_decay, thinking=model_config.thinking)
     if size > 1 or model_config.grad_accumulation > 1:
         backend = distributed.DataParallelBackend(backend, grad_accumulation=model_config.grad_accumulation,
                                                   parallel=model_config.parallel)

@@ -14,7 +14,7 @@ from transferlab.backends.normalization import loss_scales
 from transferlab.backends.rl_loss import check_loss, token_loss
 from transferlab.backends.rl_sampling import hf_sample_sequences, hf_token_logprobs
 from transferlab.core import Datum, Message, SampledSequence
-from transferlab.train.render import render_prompt
+from transferlab.train.render import render_prompt, reply_text, stop_token_ids
 
 
 class ModelNotFound(ValueError):
@@ -64,12 +64,14 @@ class HFBackend:
     through `open_backend`."""
 
     def __init__(self, model, tokenizer, *, weight_decay: float = 0.0, bf16: bool | str = "auto",
-                 grad_clip: float = 1.0, device: str | None = None, loss_normalization: str = "token"):
+                 grad_clip: float = 1.0, device: str | None = None, loss_normalization: str = "token",
+                 thinking: bool = False):
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model = model.to(self.device)
         self.tokenizer = tokenizer
         loss_scales([], loss_normalization)  # an unknown name stops here, not at the first step
         self.loss_normalization = loss_normalization
+        self.thinking = thinking  # model.thinking: prompts with the template's thinking on
         self.bf16 = bf16_pays(self.device) if bf16 == "auto" else bool(bf16)
         self.grad_clip = grad_clip
         # only what trains: every weight, or the LoRA adapters alone (the frozen base holds no state)
@@ -188,7 +190,7 @@ class HFBackend:
         """
         self.model.eval()
         pad = self.tokenizer.pad_token_id
-        encoded = [render_prompt(self.tokenizer, p) for p in prompts]
+        encoded = [render_prompt(self.tokenizer, p, self.thinking) for p in prompts]
         groups: list[tuple[int, list[int]]] = []  # (prefix length, prompt indices)
         for i in sorted(range(len(encoded)), key=encoded.__getitem__):
             e = encoded[i]
@@ -244,10 +246,9 @@ class HFBackend:
                     input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
                     max_new_tokens=max_tokens, do_sample=temperature > 0,
                     temperature=temperature if temperature > 0 else None, top_p=None, top_k=None,
-                    pad_token_id=pad, eos_token_id=self.tokenizer.eos_token_id, **reuse)
-            texts = self.tokenizer.batch_decode(generated[:, ids.size(1):], skip_special_tokens=True)
-            for (_, i), text in zip(members, texts):
-                out[i] = text
+                    pad_token_id=pad, eos_token_id=stop_token_ids(self.tokenizer), **reuse)
+            for (_, i), answer in zip(members, generated[:, ids.size(1):].tolist()):
+                out[i] = reply_text(self.tokenizer, answer)
         return out
 
     def sample_sequences(self, prompts: list[list[Message]], num_samples: int, max_tokens: int,

@@ -32,7 +32,7 @@ from pathlib import Path
 from transferlab.backends.hf import ModelNotFound
 from transferlab.backends.normalization import loss_scales
 from transferlab.core import Datum, Message
-from transferlab.train.render import render_prompt
+from transferlab.train.render import render_prompt, reply_text, stop_token_ids
 
 STATE_FILE = "tinker_state.json"
 API_KEY = "TINKER_API_KEY"
@@ -103,9 +103,11 @@ class TinkerBackend:
     hosted training service."""
 
     def __init__(self, service, training, tokenizer, *, base_model: str, lora_rank: int, rest=None,
-                 weight_decay: float = 0.0, grad_clip: float = 1.0, loss_normalization: str = "example"):
+                 weight_decay: float = 0.0, grad_clip: float = 1.0, loss_normalization: str = "example",
+                 thinking: bool = False):
         loss_scales([], loss_normalization)  # an unknown name stops here
         self.loss_normalization = loss_normalization
+        self.thinking = thinking
         self.service = service
         self.rest = rest
         self.training = training
@@ -156,17 +158,10 @@ class TinkerBackend:
                 seed=torch.initial_seed() % 2 ** 31, **groups).result()  # the experiment's seed, as hf seeds PEFT
         return cls(service, training, training.get_tokenizer(), base_model=base_model, rest=rest,
                    lora_rank=model_config.lora_rank, loss_normalization=loss_normalization,
-                   weight_decay=weight_decay)
+                   weight_decay=weight_decay, thinking=model_config.thinking)
 
-    def forward_backward(self, datums: list[Datum], loss_fn: str = "cross_entropy") -> float:
-        """The normalised batch loss; the service accumulates gradients until optim_step.
-        "importance_sampling" (RLDatum) runs the service's own loss of that name (backends/rl_loss.py)."""
-        from transferlab.backends.rl_loss import check_loss, tinker_rl_loss, to_tinker_rl_datum
-
-        check_loss(loss_fn, datums)
-        if loss_fn == "importance_sampling":
-            batch = [to_tinker_rl_datum(d, scale) for d, scale in zip(datums, loss_scales(datums, self.loss_normalization))]
-            return tinker_rl_loss(self.training.forward_backward(batch, "importance_sampling").result(), batch)
+    def forward_backward(self, datums: list[Datum]) -> float:
+        """The normalised batch loss; the service accumulates gradients until optim_step."""
         batch = to_tinker_batch(datums, self.loss_normalization)
         return batch_loss(self.training.forward_backward(batch, "cross_entropy").result(), batch)
 
@@ -194,31 +189,11 @@ class TinkerBackend:
         types = tinker_types()
         if self.sampler is None:
             self.sampler = self.training.save_weights_and_get_sampling_client().result()
-        eos = self.tokenizer.eos_token_id
         params = types.SamplingParams(max_tokens=max_tokens, temperature=temperature,
-                                      stop=[eos] if eos is not None else None)
-        futures = [self.sampler.sample(prompt=types.ModelInput.from_ints(render_prompt(self.tokenizer, p)),
+                                      stop=stop_token_ids(self.tokenizer) or None)  # end of text and of turn
+        futures = [self.sampler.sample(prompt=types.ModelInput.from_ints(render_prompt(self.tokenizer, p, self.thinking)),
                                        num_samples=1, sampling_params=params) for p in prompts]
-        return [self.tokenizer.decode(f.result().sequences[0].tokens, skip_special_tokens=True) for f in futures]
-
-    def sampling_client(self):
-        """A sampling client on the current weights (saved for it once per optimizer step)."""
-        if self.sampler is None:
-            self.sampler = self.training.save_weights_and_get_sampling_client().result()
-        return self.sampler
-
-    def sample_sequences(self, prompts: list[list[Message]], num_samples: int, max_tokens: int,
-                         temperature: float = 1.0, **_batching):
-        """`num_samples` completions per prompt with the service's token log-probabilities (for RL)."""
-        from transferlab.backends.rl_sampling import tinker_sample_sequences
-
-        return tinker_sample_sequences(self, prompts, num_samples, max_tokens, temperature)
-
-    def token_logprobs(self, datums: list[Datum]) -> list[list[float]]:
-        """Each token's log-probability under the current weights (the service's compute_logprobs)."""
-        from transferlab.backends.rl_sampling import tinker_token_logprobs
-
-        return tinker_token_logprobs(self, datums)
+        return [reply_text(self.tokenizer, f.result().sequences[0].tokens) for f in futures]
 
     def save_state(self, path: str | Path) -> None:
         """The service keeps the weights and Adam moments (for ROLLING_TTL; `close` keeps the last

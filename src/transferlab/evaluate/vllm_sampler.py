@@ -19,7 +19,7 @@ from pathlib import Path
 
 from transferlab.backends.lora import save_adapter
 from transferlab.core import Message
-from transferlab.train.render import render_prompt
+from transferlab.train.render import render_prompt, reply_text, stop_token_ids
 
 VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # vllm.config.lora.MaxLoRARanks
 
@@ -85,12 +85,13 @@ def engine_arguments(model: str, model_config, eval_config, seed: int) -> dict:
             "gpu_memory_utilization": eval_config.vllm_memory, "enable_prefix_caching": True}
 
 
-def sampling_parameters(max_tokens: int, temperature: float, eos_token_id: int | None, seed: int):
-    """Greedy by default, stopping where the HF path stops (the tokenizer's end of turn)."""
+def sampling_parameters(max_tokens: int, temperature: float, eos_token_id: int | list[int] | None, seed: int):
+    """Greedy by default, stopping where the HF path stops (end of text and the template's end of turn:
+    `eos_token_id` may list them)."""
     from vllm import SamplingParams
 
-    return SamplingParams(temperature=temperature, max_tokens=max_tokens, seed=seed,
-                          stop_token_ids=[eos_token_id] if eos_token_id is not None else None)
+    stops = [eos_token_id] if isinstance(eos_token_id, int) else list(eos_token_id or [])
+    return SamplingParams(temperature=temperature, max_tokens=max_tokens, seed=seed, stop_token_ids=stops or None)
 
 
 def adapter_request(name: str, number: int, path: Path):
@@ -125,10 +126,11 @@ class VLLMSampler:
         try:
             # A new name and id per evaluation: vLLM caches adapters by id, and this one is new weights.
             request = adapter_request(f"eval-{self.requests}", self.requests, adapter)
-            params = sampling_parameters(max_tokens, temperature, self.tokenizer.eos_token_id, self.seed)
-            inputs = [{"prompt_token_ids": render_prompt(self.tokenizer, p)} for p in prompts]
+            params = sampling_parameters(max_tokens, temperature, stop_token_ids(self.tokenizer), self.seed)
+            thinking = getattr(self.backend, "thinking", False)
+            inputs = [{"prompt_token_ids": render_prompt(self.tokenizer, p, thinking)} for p in prompts]
             outputs = self.engine.generate(inputs, params, lora_request=request, use_tqdm=False)
-            return [self.tokenizer.decode(list(o.outputs[0].token_ids), skip_special_tokens=True) for o in outputs]
+            return [reply_text(self.tokenizer, o.outputs[0].token_ids) for o in outputs]
         finally:
             shutil.rmtree(adapter, ignore_errors=True)
 

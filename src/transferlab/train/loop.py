@@ -49,7 +49,8 @@ def training_batch(config: ExperimentConfig, streams: dict, tokenizer, rng: rand
     """The next batch of datums: drawn, then rendered with each arm's propensity prompt (replayed
     curriculum examples, arm None, come already prompted)."""
     return [render_datum(tokenizer, example if i is None else
-                         prompt_with(example, get_propensity(config.arms[i].propensity)), target)
+                         prompt_with(example, get_propensity(config.arms[i].propensity)), target,
+                         thinking=config.model.thinking)
             for i, example, target in draw_batch(config, streams, rng)]
 
 
