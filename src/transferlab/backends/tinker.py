@@ -160,8 +160,15 @@ class TinkerBackend:
                    lora_rank=model_config.lora_rank, loss_normalization=loss_normalization,
                    weight_decay=weight_decay, thinking=model_config.thinking)
 
-    def forward_backward(self, datums: list[Datum]) -> float:
-        """The normalised batch loss; the service accumulates gradients until optim_step."""
+    def forward_backward(self, datums: list[Datum], loss_fn: str = "cross_entropy") -> float:
+        """The normalised batch loss; the service accumulates gradients until optim_step.
+        "importance_sampling" (RLDatum) runs the service's own loss of that name (backends/rl_loss.py)."""
+        from transferlab.backends.rl_loss import check_loss, tinker_rl_loss, to_tinker_rl_datum
+
+        check_loss(loss_fn, datums)
+        if loss_fn == "importance_sampling":
+            batch = [to_tinker_rl_datum(d, scale) for d, scale in zip(datums, loss_scales(datums, self.loss_normalization))]
+            return tinker_rl_loss(self.training.forward_backward(batch, "importance_sampling").result(), batch)
         batch = to_tinker_batch(datums, self.loss_normalization)
         return batch_loss(self.training.forward_backward(batch, "cross_entropy").result(), batch)
 
@@ -194,6 +201,25 @@ class TinkerBackend:
         futures = [self.sampler.sample(prompt=types.ModelInput.from_ints(render_prompt(self.tokenizer, p, self.thinking)),
                                        num_samples=1, sampling_params=params) for p in prompts]
         return [reply_text(self.tokenizer, f.result().sequences[0].tokens) for f in futures]
+
+    def sampling_client(self):
+        """A sampling client on the current weights (saved for it once per optimizer step)."""
+        if self.sampler is None:
+            self.sampler = self.training.save_weights_and_get_sampling_client().result()
+        return self.sampler
+
+    def sample_sequences(self, prompts: list[list[Message]], num_samples: int, max_tokens: int,
+                         temperature: float = 1.0, **_batching):
+        """`num_samples` completions per prompt with the service's token log-probabilities (for RL)."""
+        from transferlab.backends.rl_sampling import tinker_sample_sequences
+
+        return tinker_sample_sequences(self, prompts, num_samples, max_tokens, temperature)
+
+    def token_logprobs(self, datums: list[Datum]) -> list[list[float]]:
+        """Each token's log-probability under the current weights (the service's compute_logprobs)."""
+        from transferlab.backends.rl_sampling import tinker_token_logprobs
+
+        return tinker_token_logprobs(self, datums)
 
     def save_state(self, path: str | Path) -> None:
         """The service keeps the weights and Adam moments (for ROLLING_TTL; `close` keeps the last
