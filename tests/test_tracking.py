@@ -28,16 +28,23 @@ def rows(task, eval_set, trained, prompted, correct, adherent):
              "adherent": a} for c, a in zip(correct, adherent)]
 
 
-def test_eval_scalars_are_accuracy_adherence_and_gap_per_condition():
-    scalars = eval_scalars(rows("facts", "trained", "bold", "bold", [1, 1, 1, 0], [1, 1, 0, 0])
-                           + rows("facts", "trained", "bold", "plain", [1, 0, 0, 0], [1, 1, 1, 1])
+def test_eval_scalars_are_accuracy_adherence_and_a_gap_only_where_learned():
+    scalars = eval_scalars(rows("facts", "trained", "bold", "bold", [1] * 9 + [0], [1, 1, 0, 0] * 2 + [1, 1])
+                           + rows("facts", "trained", "bold", "plain", [1, 0, 0, 0, 0] * 2, [1] * 10)
                            + rows("lookup", "fresh", "plain", "plain", [0, 0], [1, 1])
-                           + rows("lookup", "fresh", "plain", "bold", [1, 0], [0, 0]))
-    assert scalars == {"accuracy/facts/trained/bold": 0.75, "adherence/facts/trained/bold": 0.5,
-                       "accuracy/facts/trained/plain": 0.25, "adherence/facts/trained/plain": 1.0,
+                           + rows("lookup", "fresh", "plain", "bold", [1, 0], [0, 0])
+                           + rows("chess", "fresh", "bold", "bold", [1, 1, 0], [1, 1, 1])
+                           + rows("chess", "fresh", "bold", "plain", [0, 0, 0], [1, 1, 1]),
+                           chance={"facts": 0.1, "lookup": 0.1, "chess": 0.25})
+    assert scalars == {"accuracy/facts/trained/bold": 0.9, "adherence/facts/trained/bold": 0.6,
+                       "accuracy/facts/trained/plain": 0.2, "adherence/facts/trained/plain": 1.0,
                        "accuracy/lookup/fresh/bold": 0.5, "adherence/lookup/fresh/bold": 0.0,
                        "accuracy/lookup/fresh/plain": 0.0, "adherence/lookup/fresh/plain": 1.0,
-                       "gap/facts/trained": pytest.approx(1 - 0.25 / 0.75)}  # no gap where acc(trained) is 0
+                       "accuracy/chess/fresh/bold": pytest.approx(2 / 3), "adherence/chess/fresh/bold": 1.0,
+                       "accuracy/chess/fresh/plain": 0.0, "adherence/chess/fresh/plain": 1.0,
+                       # a gap only for facts (9/10: Wilson lower bound 0.60 > chance 0.1); none for lookup
+                       # (0/2) nor chess, whose 2/3 has a lower bound of 0.21 < chance 0.25
+                       "gap/facts/trained": pytest.approx(1 - 0.2 / 0.9)}
 
 
 def test_an_uninstalled_tracker_is_refused_before_any_work(monkeypatch):
@@ -83,12 +90,16 @@ def test_a_tracked_run_killed_past_its_checkpoint_resumes_into_the_same_tensorbo
         events = log.Scalars(tag)
         assert [e.step for e in events] == [0, 2, 4] == list(expected.index)
         assert [e.value for e in events] == pytest.approx(list(expected.values)), tag
+    gaps = pd.read_csv(out / "gaps.csv")
     for tag in (t for t in tags if t.startswith("gap/")):
         _, task, eval_set = tag.split("/")
         for event in log.Scalars(tag):
             at = samples[(samples.task == task) & (samples.eval_set == eval_set) & (samples.step == event.step)]
             on = at[at.prompted == at.trained]["correct"].mean()
             assert event.value == pytest.approx(1 - at[at.prompted != at.trained]["correct"].mean() / on)
+            # logged only where gaps.csv gives a gap: the capability was learned by its rule
+            row = gaps[(gaps.step == event.step) & (gaps.task == task) & (gaps.eval_set == eval_set)]
+            assert bool(row["learned"].iloc[0]) and row["gap"].notna().iloc[0], (tag, event.step)
 
     config = log.Tensors("config/text_summary")
     assert len(config) == 1 and "[track]" in config[0].tensor_proto.string_val[0].decode()
@@ -99,3 +110,74 @@ def test_a_tracked_run_killed_past_its_checkpoint_resumes_into_the_same_tensorbo
     last = samples[samples.step == 4]
     assert table.count("\n") == 1 + min(50, len(last)) and table.startswith("| step | task | eval_set |")
     assert json.loads((out / "tracking.json").read_text())["backend"] == "tensorboard"
+
+
+def wandb_records(path) -> list:
+    """Every record of a wandb offline run file (`run-<id>.wandb`), read as `wandb sync` reads it: a
+    7-byte W&B header, then LevelDB-log blocks of 32 KiB whose chunks (crc, length, type) carry the
+    protobuf Records, a record split across blocks as FIRST/MIDDLE/LAST chunks."""
+    import struct
+
+    from wandb.proto import wandb_internal_pb2
+
+    raw, block, records, pos, pending = path.read_bytes(), 32768, [], 7, b""
+    assert raw[:4] == b":W&B"
+    while pos + 7 <= len(raw):
+        left = block - pos % block
+        _crc, length, kind = struct.unpack("<IHB", raw[pos:pos + 7])
+        if left < 7 or (kind == 0 and length == 0):  # the block's zero padding
+            pos += left
+            continue
+        data, pos = raw[pos + 7:pos + 7 + length], pos + 7 + length
+        pending = data if kind in (1, 2) else pending + data
+        if kind in (1, 4):
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(pending)
+            records.append(record)
+    return records
+
+
+def wandb_history(records) -> dict[int, dict]:
+    rows: dict[int, dict] = {}
+    for record in records:
+        if record.WhichOneof("record_type") == "history":
+            row = {item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in record.history.item}
+            rows.setdefault(row["_step"], {}).update(row)
+    return rows
+
+
+def test_a_wandb_offline_run_killed_past_its_checkpoint_resumes_the_same_wandb_run(micro_organism, tmp_path):
+    pytest.importorskip("wandb")
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "transferlab.cli", "run", "--out", str(out), "--set", f"model.name={micro_organism}",
+               *KNOBS, "--quiet", "--track", "wandb", "--set", "track.offline=true"]
+    env = {**os.environ, "WANDB_SILENT": "true", "WANDB_DIR": str(tmp_path)}
+    killed = subprocess.run(command, capture_output=True, text=True, timeout=300,
+                            env={**env, "TRANSFERLAB_CRASH_AT": "checkpoint:2"})
+    assert killed.returncode != 0
+    finished = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+
+    run_id = json.loads((out / "tracking.json").read_text())["run_id"]
+    files = sorted((out / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert len(files) == 2 and all(f.name == f"run-{run_id}.wandb" for f in files)  # one run, continued
+    first, resumed = (wandb_records(f) for f in files)
+    for records in (first, resumed):
+        (run,) = [r.run for r in records if r.WhichOneof("record_type") == "run"]
+        assert run.run_id == run_id
+        config = {item.key: json.loads(item.value_json) for item in run.config.update}
+        assert config["track"]["backend"] == "wandb" and config["train"]["steps"] == 4
+
+    train_log = pd.read_csv(out / "train_log.csv").set_index("step")
+    samples = pd.read_json(out / "samples.jsonl", lines=True)
+    before, after = wandb_history(first), wandb_history(resumed)
+    assert {s: round(after[s]["train/loss"], 5) for s in (3, 4)} == pytest.approx(
+        {s: train_log.loc[s, "loss"] for s in (3, 4)}, abs=1e-5)  # the resumed process logs from its checkpoint on
+    assert {s: round(before[s]["train/loss"], 5) for s in (1, 2)} == pytest.approx(
+        {s: train_log.loc[s, "loss"] for s in (1, 2)}, abs=1e-5)
+    last = samples[samples.step == 4]
+    for (task, eval_set, prompted), group in last.groupby(["task", "eval_set", "prompted"]):
+        assert after[4][f"accuracy/{task}/{eval_set}/{prompted}"] == pytest.approx(group["correct"].mean())
+    assert sorted(k.split("/")[1] for k in after[4] if k.startswith("figures/") and k.endswith("/_type")) == sorted(
+        p.stem for p in (out / "figures").glob("*.png"))
+    assert after[4]["samples/_type"] == "table-file" and after[4]["samples/nrows"] == min(50, len(last))

@@ -4,8 +4,9 @@ The run folder stays the record; a tracker is a live view of it for researchers 
 their tracker of choice. Opening the tracker logs the resolved config; then the training loop
 calls three hooks: `log_train` after each step (loss, learning rate, tokens), `log_eval` after each
 evaluation (accuracy and adherence per task, eval set and prompted propensity, and the point
-performance gap 1 - acc(swapped) / acc(trained); gaps.csv keeps the bootstrap intervals and the
-learned-only rule), and `finish` at the end (the figures and a table of the last evaluation's samples).
+performance gap 1 - acc(swapped) / acc(trained) where the capability was learned, by gaps.csv's rule;
+gaps.csv keeps the bootstrap intervals), and `finish` at the end (the figures and a table of the last
+evaluation's samples).
 
 A killed run resumes into the same tracker run: TensorBoard writes into the same log dir with
 `purge_step` just after the checkpoint, so the steps the killed process logged past its checkpoint
@@ -24,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from transferlab.results.metrics import learned, wilson_interval
 from transferlab.results.run_folder import RunFolder, atomic_write
 
 STATE = "tracking.json"  # in the run folder: which tracker run this folder logs to
@@ -31,9 +33,11 @@ SAMPLE_COLUMNS = ("step", "task", "eval_set", "trained", "prompted", "prompt", "
                   "adherent")
 
 
-def eval_scalars(rows: list[dict]) -> dict[str, float]:
+def eval_scalars(rows: list[dict], chance: dict[str, float]) -> dict[str, float]:
     """One evaluation's numbers by tag: `accuracy/<task>/<eval_set>/<prompted>`, `adherence/...`,
-    and `gap/<task>/<eval_set>` (1 - acc(swapped) / acc(trained); absent while acc(trained) is 0)."""
+    and `gap/<task>/<eval_set>` (1 - acc(swapped) / acc(trained)) only where the capability was learned
+    by the rule gaps.csv follows (`metrics.learned`: the trained prompt's Wilson lower bound above the
+    task's chance), so a tracker never plots the ratio of two noises."""
     totals: dict[tuple, list[int]] = defaultdict(lambda: [0, 0, 0])
     trained_prompt: dict[tuple[str, str], str] = {}
     for row in rows:
@@ -47,11 +51,11 @@ def eval_scalars(rows: list[dict]) -> dict[str, float]:
         scalars[f"accuracy/{task}/{eval_set}/{prompted}"] = correct / n
         scalars[f"adherence/{task}/{eval_set}/{prompted}"] = adherent / n
     for (task, eval_set), trained in sorted(trained_prompt.items()):
-        on = scalars.get(f"accuracy/{task}/{eval_set}/{trained}")
+        correct, _, n = totals[(task, eval_set, trained)]
         swapped = [v for k, v in scalars.items()
                    if k.startswith(f"accuracy/{task}/{eval_set}/") and not k.endswith(f"/{trained}")]
-        if on and swapped:
-            scalars[f"gap/{task}/{eval_set}"] = 1 - swapped[0] / on
+        if n and swapped and learned(wilson_interval(correct, n)[0], chance.get(task, np.nan)):
+            scalars[f"gap/{task}/{eval_set}"] = 1 - swapped[0] / (correct / n)
     return scalars
 
 
@@ -67,7 +71,7 @@ class NoTracker:
     def log_train(self, step: int, **values: float) -> None:
         pass
 
-    def log_eval(self, step: int, rows: list[dict]) -> None:
+    def log_eval(self, step: int, rows: list[dict], chance: dict[str, float]) -> None:
         pass
 
     def finish(self, folder: RunFolder) -> None:
@@ -91,8 +95,8 @@ class TensorBoardTracker(NoTracker):
         for name, value in values.items():
             self.writer.add_scalar(f"train/{name}", value, step)
 
-    def log_eval(self, step: int, rows: list[dict]) -> None:
-        for tag, value in eval_scalars(rows).items():
+    def log_eval(self, step: int, rows: list[dict], chance: dict[str, float]) -> None:
+        for tag, value in eval_scalars(rows, chance).items():
             self.writer.add_scalar(tag, value, step)
         self.last_rows, self.last_step = rows, step
         self.writer.flush()  # before the checkpoint: what a resumed run keeps must be on disk
@@ -124,8 +128,8 @@ class WandbLikeTracker(NoTracker):
     def log_train(self, step: int, **values: float) -> None:
         self.module.log({f"train/{k}": v for k, v in values.items()}, step=step)
 
-    def log_eval(self, step: int, rows: list[dict]) -> None:
-        self.module.log(eval_scalars(rows), step=step)
+    def log_eval(self, step: int, rows: list[dict], chance: dict[str, float]) -> None:
+        self.module.log(eval_scalars(rows, chance), step=step)
         self.last_rows, self.last_step = rows, step
 
     def finish(self, folder: RunFolder) -> None:
