@@ -168,7 +168,7 @@ def run_experiment(config: ExperimentConfig, out: str | Path, *, quiet: bool = F
             rows = evaluate(sampler, tasks, grid, step=step, seed=config.seed, max_tokens=config.eval.max_tokens,
                             judge=judge)
             folder.append_samples(rows)
-            tracker.log_eval(step, rows)
+            tracker.log_eval(step, rows, chance)
             progress.accuracies(summarise(rows))
 
         started = time.time() - (resumed["elapsed_s"] if resumed else 0.0)
