@@ -136,7 +136,7 @@ def test_transferlab_run_rl_writes_the_seed_folder_and_the_rl_log(micro_organism
     from transferlab.cli import main
 
     overrides = [f"experiment.model.name={micro_organism}", "experiment.model.threads=1", "experiment.train.steps=2",
-                 "experiment.train.batch_size=3", "rl.group_size=2", "experiment.eval.every=1", "experiment.eval.n=3",
+                 "experiment.train.batch_size=3", "rl.group_size=2", "experiment.eval.every=2", "experiment.eval.n=3",
                  "experiment.eval.n_boot=20", "rl.max_tokens=4", "rl.rewards.adherent=1.0"]
     assert main(["run", "rl", "--quiet", "--out", str(tmp_path / "run"),
                  *[a for o in overrides for a in ("--set", o)]]) == 0
@@ -153,7 +153,53 @@ def test_transferlab_run_rl_writes_the_seed_folder_and_the_rl_log(micro_organism
     assert log["entropy"].gt(0).all() and log["completion_tokens"].between(1, 4).all()
     assert log["kl"].abs().iloc[0] < 1e-3  # before any step the policy is the reference
     metrics = pd.read_csv(run / "metrics.csv")
-    assert set(metrics["step"]) == {0, 1, 2} and set(metrics["prompted"]) == {"bold", "plain"}
-    rl = pd.read_csv(run / "rl_metrics.csv")
-    assert list(rl["step"]) == [1, 2] and list(rl["reward"]) == pytest.approx(list(log["reward"]))
+    assert set(metrics["step"]) == {0, 2} and set(metrics["prompted"]) == {"bold", "plain"}
+    rl = pd.read_csv(run / "rl_metrics.csv")  # one row per evaluation after training: steps 1 and 2
+    assert list(rl["step"]) == [2] and list(rl["steps"]) == [2]
+    assert rl["reward"][0] == pytest.approx(log["reward"].mean()) and rl["kl"][0] == pytest.approx(log["kl"].mean())
+    assert (rl["groups"][0], rl["skipped_groups"][0]) == (6, log["skipped_groups"].sum())
+    assert (rl["tokens"][0], rl["elapsed_s"][0]) == (log["tokens"].iloc[-1], log["elapsed_s"].iloc[-1])  # running totals
     assert "rl_metrics.csv" in (run / "report.html").read_text()
+
+
+def test_rl_steps_raise_the_probability_of_what_is_rewarded():
+    """Behaviour, not arithmetic: on the shipped organism, for prompts where it hesitates between two
+    first tokens, rewarding completions that start with its second choice X raises p(X first | prompt)
+    on every prompt within a few steps. A flipped sign anywhere (advantages, ratio, loss) lowers it."""
+    from transferlab.backends import HFBackend, load_pretrained, shipped_organism
+    from transferlab.organism.curriculum import curriculum
+    from transferlab.propensities import get_propensity, prompt_with
+    from transferlab.train.render import render_prompt
+
+    torch.manual_seed(0)
+    backend = HFBackend(*load_pretrained(str(shipped_organism())), bf16=False, loss_normalization="example")
+    config = load_experiment("rl", overrides=["rl.group_size=8"])
+    example = Example("e", ({"role": "user", "content": "q"},), "a")
+
+    def first_token_probs(ids):
+        with torch.no_grad():
+            return backend.model(input_ids=torch.tensor([ids])).logits[0, -1].softmax(-1)
+
+    chosen = []  # (prompt, its token ids, X, p(X) before)
+    for e in curriculum(random.Random(2), 40):
+        prompt = prompt_with(e, get_propensity("plain"))
+        ids = render_prompt(backend.tokenizer, prompt)
+        top = first_token_probs(ids).topk(2)
+        if float(top.values[1]) > 0.1 and len(chosen) < 4:
+            chosen.append((prompt, ids, int(top.indices[1]), float(top.values[1])))
+    assert len(chosen) == 4
+    prompts, ids = [c[0] for c in chosen], [c[1] for c in chosen]
+    mixed = []
+    for _ in range(3):
+        groups = [Group(0, example, p, seqs) for p, seqs in zip(prompts, backend.sample_sequences(prompts, 8, 2))]
+        for g, (_, _, x, _) in zip(groups, chosen):
+            g.components = {"correct": [float(s.tokens[0] == x) for s in g.sequences], "adherent": [0.0] * 8}
+        datums, stats = rl_batch(groups, ids, [list(s.logprobs) for g in groups for s in g.sequences], config)
+        mixed.append(stats["mixed"])
+        if datums:  # every group uniform: nothing to learn this step
+            backend.forward_backward(datums, "importance_sampling")
+            backend.optim_step(3e-4)
+    assert mixed[0] > 0  # the first step had something to learn
+    before = [c[3] for c in chosen]
+    after = [float(first_token_probs(i)[x]) for i, (_, _, x, _) in zip(ids, chosen)]
+    assert all(a > b for a, b in zip(after, before)), (before, after)

@@ -79,6 +79,16 @@ def rl_batch(groups: list[Group], prompt_ids: list[list[int]], reference: list[l
     return datums, stats
 
 
+def eval_summary(rows: list[dict]) -> dict:
+    """The steps since the last evaluation in one row: means of the per-step numbers, sums of the
+    group counts, the last value of the running totals (tokens, elapsed time)."""
+    frame = pd.DataFrame(rows).drop(columns="step")
+    out = frame.mean().to_dict()
+    out |= {k: float(frame[k].sum()) for k in ("groups", "skipped_groups")}
+    out |= {k: float(frame[k].iloc[-1]) for k in ("tokens", "elapsed_s")}
+    return out
+
+
 def _mean(values: list[float]) -> float:
     return sum(values) / len(values) if values else 0.0
 
@@ -122,9 +132,7 @@ def run_rl(config: RLConfig, out, quiet: bool = False) -> RunFolder:
         folder.append_samples(rows)
         accuracy = ", ".join(f"{t}/{p} {a:.0%}" for (t, p), a in summarise(rows).items())
         if since_eval:
-            row = {"step": step, "steps": len(since_eval)} | pd.DataFrame(since_eval).drop(columns="step").mean().to_dict()
-            row["skipped_groups"] = sum(r["skipped_groups"] for r in since_eval)
-            row["groups"] = sum(r["groups"] for r in since_eval)
+            row = {"step": step, "steps": len(since_eval)} | eval_summary(since_eval)
             folder.append_jsonl(folder.path / "rl_metrics.jsonl", [row])
             since_eval.clear()
             log(f"step {step}: accuracy {accuracy}; reward {row['reward']:.3f}, mixed groups {row['mixed']:.0%}, "
