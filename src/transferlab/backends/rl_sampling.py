@@ -1,12 +1,14 @@
 """Sampling for RL: `num_samples` completions per prompt with each token's log-probability, and the
 log-probabilities the current weights give to sequences already sampled (for a KL to a reference).
 
-The hf backend's `sample` (text only) shares prompt prefixes across the eval grid; here every
-prompt is repeated `num_samples` times in left-padded batches and `generate` hands back its scores:
-the logits after the sampler's own processing (temperature; top-k and top-p turned off), so the
-log-softmax of those scores is exactly the distribution each token was drawn from (the
-`sampling_logprobs` of the importance-sampling ratio). At temperature 1 that is the model's own
-log-softmax, which tests/test_rl_backend.py checks against a plain forward pass.
+Prompts render, completions stop and replies read as the backends' `sample` does them (the chat
+template, model.thinking, end of text or of turn, the visible reply as text). The hf backend's
+`sample` (text only) shares prompt prefixes across the eval grid; here every prompt is repeated
+`num_samples` times in left-padded batches and `generate` hands back its scores: the logits after
+the sampler's own processing (temperature; top-k and top-p turned off), so the log-softmax of those
+scores is exactly the distribution each token was drawn from (the `sampling_logprobs` of the
+importance-sampling ratio). At temperature 1 that is the model's own log-softmax, which
+tests/test_rl_backend.py checks against a plain forward pass.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 import torch
 
 from transferlab.core import Datum, Message, SampledSequence
-from transferlab.train.render import render_prompt
+from transferlab.train.render import render_prompt, reply_text, stop_token_ids
 
 
 def _left_padded(seqs: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -27,12 +29,10 @@ def _left_padded(seqs: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.T
     return ids, mask
 
 
-def _until_stop(tokens: list[int], logprobs: list[float], eos: int | None) -> tuple[list[int], list[float]]:
+def _until_stop(tokens: list[int], logprobs: list[float], stops: list[int]) -> tuple[list[int], list[float]]:
     """A completion up to and including its first stop token (what follows is padding)."""
-    if eos is not None and eos in tokens:
-        end = tokens.index(eos) + 1
-        return tokens[:end], logprobs[:end]
-    return tokens, logprobs
+    end = next((i + 1 for i, t in enumerate(tokens) if t in stops), len(tokens))
+    return tokens[:end], logprobs[:end]
 
 
 @torch.inference_mode()
@@ -45,8 +45,8 @@ def hf_sample_sequences(backend, prompts: list[list[Message]], num_samples: int,
                          f"{num_samples}, {max_tokens}, {temperature}")
     model, tokenizer = backend.model, backend.tokenizer
     model.eval()
-    pad, eos = tokenizer.pad_token_id, tokenizer.eos_token_id
-    encoded = [render_prompt(tokenizer, p) for p in prompts]
+    pad, stops = tokenizer.pad_token_id, stop_token_ids(tokenizer)  # end of text, and the template's end of turn
+    encoded = [render_prompt(tokenizer, p, getattr(backend, "thinking", False)) for p in prompts]
     rows = [i for i in range(len(prompts)) for _ in range(num_samples)]
     sampling = ({"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0} if temperature > 0
                 else {"do_sample": False, "temperature": None, "top_k": None, "top_p": None})
@@ -56,15 +56,14 @@ def hf_sample_sequences(backend, prompts: list[list[Message]], num_samples: int,
         ids, mask = _left_padded([encoded[i] for i in chunk], pad)
         with backend._autocast():
             generated = model.generate(input_ids=ids.to(backend.device), attention_mask=mask.to(backend.device),
-                                       max_new_tokens=max_tokens, pad_token_id=pad, eos_token_id=eos,
+                                       max_new_tokens=max_tokens, pad_token_id=pad, eos_token_id=stops,
                                        output_scores=True, return_dict_in_generate=True, **sampling)
         new = generated.sequences[:, ids.size(1):]
         scores = torch.stack(generated.scores, 1).float()  # (rows, new tokens, vocabulary)
         logprobs = scores.log_softmax(-1).gather(-1, new.unsqueeze(-1)).squeeze(-1)
         for row, i in enumerate(chunk):
-            tokens, lps = _until_stop(new[row].tolist(), logprobs[row].tolist(), eos)
-            out[i].append(SampledSequence(tuple(tokens), tuple(lps),
-                                          tokenizer.decode(tokens, skip_special_tokens=True)))
+            tokens, lps = _until_stop(new[row].tolist(), logprobs[row].tolist(), stops)
+            out[i].append(SampledSequence(tuple(tokens), tuple(lps), reply_text(tokenizer, tokens)))
     return out
 
 
@@ -102,16 +101,14 @@ def tinker_sample_sequences(backend, prompts: list[list[Message]], num_samples: 
 
     types = tinker_types()
     sampler = backend.sampling_client()
-    eos = backend.tokenizer.eos_token_id
     params = types.SamplingParams(max_tokens=max_tokens, temperature=temperature,
-                                  stop=[eos] if eos is not None else None)
-    futures = [sampler.sample(prompt=types.ModelInput.from_ints(render_prompt(backend.tokenizer, p)),
+                                  stop=stop_token_ids(backend.tokenizer) or None)  # end of text and of turn
+    futures = [sampler.sample(prompt=types.ModelInput.from_ints(render_prompt(backend.tokenizer, p, backend.thinking)),
                               num_samples=num_samples, sampling_params=params) for p in prompts]
     out = []
     for future in futures:
         sequences = future.result().sequences
-        out.append([SampledSequence(tuple(s.tokens), tuple(s.logprobs or ()),
-                                    backend.tokenizer.decode(s.tokens, skip_special_tokens=True))
+        out.append([SampledSequence(tuple(s.tokens), tuple(s.logprobs or ()), reply_text(backend.tokenizer, s.tokens))
                     for s in sequences])
     return out
 
