@@ -135,7 +135,7 @@ def test_importance_sampling_gradient_equals_a_hand_computation(micro_organism, 
         w = torch.tensor(d.weights[1:])
         part = -(scale * w * torch.exp(now - torch.tensor(d.logprobs[1:])) * torch.tensor(d.advantages[1:])).sum()
         part.backward()
-        total += float(part)
+        total += float(part.detach())
     assert loss == pytest.approx(total, rel=1e-5, abs=1e-7)
     for packed, p in zip(packed_grads, model.parameters()):
         torch.testing.assert_close(packed, p.grad, rtol=1e-4, atol=1e-7)
