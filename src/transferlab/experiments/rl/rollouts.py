@@ -80,5 +80,7 @@ def sequence_datum(prompt_ids: Sequence[int], seq: SampledSequence,
                    logprobs=(0.0,) * n + tuple(seq.logprobs), advantages=(0.0,) * n + tuple(advantages))
 
 
-def prompt_token_ids(tokenizer, groups: list[Group]) -> list[list[int]]:
-    return [render_prompt(tokenizer, g.prompt) for g in groups]
+def prompt_token_ids(backend, groups: list[Group]) -> list[list[int]]:
+    """Each group's prompt as the backend rendered it to sample (its chat template, model.thinking)."""
+    thinking = getattr(getattr(backend, "inner", backend), "thinking", False)  # through the data-parallel wrapper
+    return [render_prompt(backend.tokenizer, g.prompt, thinking) for g in groups]

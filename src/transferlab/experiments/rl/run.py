@@ -146,7 +146,7 @@ def run_rl(config: RLConfig, out, quiet: bool = False) -> RunFolder:
         drawn = draw_prompts(exp.arms, streams, train_rng, exp.train.batch_size)
         groups = roll_out(backend, drawn, config.rl.group_size, config.rollout_tokens(), config.rl.temperature)
         score(groups, exp.arms, tasks, judge)
-        prompt_ids = prompt_token_ids(backend.tokenizer, groups)
+        prompt_ids = prompt_token_ids(backend, groups)
         every = [sequence_datum(p, s) for p, g in zip(prompt_ids, groups) for s in g.sequences]
         scored = reference.token_logprobs(every)
         completions = [lp[len(d.input_ids) - len(s.tokens):] for lp, d, s in
