@@ -76,3 +76,9 @@ def test_no_rung_is_asked_by_the_organisms_curriculum():
         assert "point to" not in q and not (" and " in q and "colour" in q)
         if q.startswith("What is the difference between"):
             assert q.split()[5].isdigit()  # a difference of two numbers: a primitive, not a rung
+
+
+def test_a_rungs_answer_space_is_what_off_task_counts():
+    difference, colour = TableLookup(variant="difference"), TableLookup(variant="colour")
+    assert difference.is_candidate("**7**") and not difference.is_candidate("red")
+    assert colour.is_candidate("I think it is red.") and not colour.is_candidate("7")

@@ -102,21 +102,18 @@ class TableLookup:
         if self.variant == "difference":
             system, question, answer = render_table1(table1), DIFFERENCE_QUESTION.format(a=a, b=b), str(diff)
             steps = (f"{a}={va}", f"{b}={vb}", subtraction)
-            candidates = tuple(str(i) for i in range(1, self.max_int))
         elif self.variant == "colour":
             system, question, answer = render_tables(table1, table2), COLOUR_QUESTION.format(a=a), table2[va]
             steps = (f"{a}={va}", f"{va}={table2[va]}")
-            candidates = tuple(COLOURS[: self.n_colours])
         else:
             system, question, answer = render_tables(table1, table2), QUESTION.format(a=a, b=b), table2[diff]
             steps = (f"{a}={va}", f"{b}={vb}", subtraction, f"{diff}={table2[diff]}")
-            candidates = tuple(COLOURS[: self.n_colours])
         return Example(
             id=f"{self.name}-{index}",
             messages=({"role": "system", "content": system}, {"role": "user", "content": question}),
             answer=answer,
             meta={"a": a, "b": b, "value_a": va, "value_b": vb, "difference": diff, "steps": steps,
-                  "candidates": candidates, "variant": self.variant},
+                  "candidates": self.candidates(), "variant": self.variant},
         )
 
     def train_examples(self, rng: random.Random, n: int) -> list[Example]:
@@ -128,9 +125,15 @@ class TableLookup:
     def grade(self, example: Example, response: str) -> bool:
         return grade_exact(example, response)
 
+    def candidates(self) -> tuple[str, ...]:
+        """The answers this rung chooses among: the palette's colours, or the possible differences."""
+        if self.variant == "difference":
+            return tuple(str(i) for i in range(1, self.max_int))
+        return tuple(COLOURS[: self.n_colours])
+
     def is_candidate(self, response: str) -> bool:
-        """The answer is a colour of this task's palette (right or wrong): a table-lookup answer."""
-        return names_a_candidate(response, COLOURS[: self.n_colours])
+        """The answer is one of this rung's candidates (right or wrong): a table-lookup answer."""
+        return names_a_candidate(response, self.candidates())
 
     # -- chance -----------------------------------------------------------------------------
     def chance(self, draws: int = 2000) -> float:
