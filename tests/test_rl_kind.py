@@ -162,44 +162,35 @@ def test_transferlab_run_rl_writes_the_seed_folder_and_the_rl_log(micro_organism
     assert "rl_metrics.csv" in (run / "report.html").read_text()
 
 
-def test_rl_steps_raise_the_probability_of_what_is_rewarded():
-    """Behaviour, not arithmetic: on the shipped organism, for prompts where it hesitates between two
-    first tokens, rewarding completions that start with its second choice X raises p(X first | prompt)
-    on every prompt within a few steps. A flipped sign anywhere (advantages, ratio, loss) lowers it."""
-    from transferlab.backends import HFBackend, load_pretrained, shipped_organism
+def test_rl_steps_raise_the_probability_of_what_is_rewarded(micro_organism):
+    """Behaviour, not arithmetic: reward, in each group, the completions whose first token is the one
+    its first completion drew (X; the others mostly draw something else), take one step, and
+    p(X first | prompt) rises on every prompt. A flipped sign anywhere (advantages, ratio, loss)
+    lowers it instead."""
+    from transferlab.backends import HFBackend, load_pretrained
     from transferlab.organism.curriculum import curriculum
     from transferlab.propensities import get_propensity, prompt_with
     from transferlab.train.render import render_prompt
 
     torch.manual_seed(0)
-    backend = HFBackend(*load_pretrained(str(shipped_organism())), bf16=False, loss_normalization="example")
+    backend = HFBackend(*load_pretrained(str(micro_organism)), bf16=False, loss_normalization="example")
     config = load_experiment("rl", overrides=["rl.group_size=8"])
     example = Example("e", ({"role": "user", "content": "q"},), "a")
+    prompts = [prompt_with(e, get_propensity("plain")) for e in curriculum(random.Random(2), 4)]
+    ids = [render_prompt(backend.tokenizer, p) for p in prompts]
 
-    def first_token_probs(ids):
+    def p_first(i, x):
         with torch.no_grad():
-            return backend.model(input_ids=torch.tensor([ids])).logits[0, -1].softmax(-1)
+            return float(backend.model(input_ids=torch.tensor([i])).logits[0, -1].softmax(-1)[x])
 
-    chosen = []  # (prompt, its token ids, X, p(X) before)
-    for e in curriculum(random.Random(2), 40):
-        prompt = prompt_with(e, get_propensity("plain"))
-        ids = render_prompt(backend.tokenizer, prompt)
-        top = first_token_probs(ids).topk(2)
-        if float(top.values[1]) > 0.1 and len(chosen) < 4:
-            chosen.append((prompt, ids, int(top.indices[1]), float(top.values[1])))
-    assert len(chosen) == 4
-    prompts, ids = [c[0] for c in chosen], [c[1] for c in chosen]
-    mixed = []
-    for _ in range(3):
-        groups = [Group(0, example, p, seqs) for p, seqs in zip(prompts, backend.sample_sequences(prompts, 8, 2))]
-        for g, (_, _, x, _) in zip(groups, chosen):
-            g.components = {"correct": [float(s.tokens[0] == x) for s in g.sequences], "adherent": [0.0] * 8}
-        datums, stats = rl_batch(groups, ids, [list(s.logprobs) for g in groups for s in g.sequences], config)
-        mixed.append(stats["mixed"])
-        if datums:  # every group uniform: nothing to learn this step
-            backend.forward_backward(datums, "importance_sampling")
-            backend.optim_step(3e-4)
-    assert mixed[0] > 0  # the first step had something to learn
-    before = [c[3] for c in chosen]
-    after = [float(first_token_probs(i)[x]) for i, (_, _, x, _) in zip(ids, chosen)]
+    groups = [Group(0, example, p, seqs) for p, seqs in zip(prompts, backend.sample_sequences(prompts, 8, 2))]
+    chosen = [g.sequences[0].tokens[0] for g in groups]
+    for g, x in zip(groups, chosen):
+        g.components = {"correct": [float(s.tokens[0] == x) for s in g.sequences], "adherent": [0.0] * 8}
+    datums, stats = rl_batch(groups, ids, [list(s.logprobs) for g in groups for s in g.sequences], config)
+    assert stats["skipped_groups"] == 0  # every group has something to learn
+    before = [p_first(i, x) for i, x in zip(ids, chosen)]
+    backend.forward_backward(datums, "importance_sampling")
+    backend.optim_step(1e-3)
+    after = [p_first(i, x) for i, x in zip(ids, chosen)]
     assert all(a > b for a, b in zip(after, before)), (before, after)
