@@ -130,6 +130,8 @@ def test_unknown_reward_components_and_all_zero_weights_are_refused():
         load_experiment("rl", overrides=["rl.rewards.length=1.0"])
     with pytest.raises(ConfigError, match="every reward weight is 0"):
         load_experiment("rl", overrides=["rl.rewards.correct=0.0"])
+    with pytest.raises(ConfigError, match="set experiment.train.replay = 0"):
+        load_experiment("rl", overrides=["experiment.train.replay=0.25"])
 
 
 def test_transferlab_run_rl_writes_the_seed_folder_and_the_rl_log(micro_organism, tmp_path):

@@ -61,6 +61,18 @@ class RLConfig(Strict):
             data = {**data, "experiment": {**data["experiment"], "seed": data.get("seed", 0)}}
         return data
 
+    @model_validator(mode="after")
+    def _no_sft_targets(self):
+        """RL writes no targets: SFT-only settings would be silently ignored, so they are refused."""
+        train = self.experiment.train
+        if getattr(train, "replay", 0):
+            raise ValueError("experiment.train.replay mixes curriculum SFT targets into a batch; the rl kind "
+                             "samples its own completions: set experiment.train.replay = 0")
+        if train.writer != "template":
+            raise ValueError("experiment.train.writer writes SFT targets; the rl kind samples its own "
+                             "completions: leave experiment.train.writer = \"template\"")
+        return self
+
     def seeds(self) -> list[int]:
         return [self.seed]
 
