@@ -144,16 +144,18 @@ def test_malformed_rows_are_skipped_counted_and_explained(tmp_path):
         MATE_IN_1[:5],
         ["NORATING", MATE_IN_1[1], MATE_IN_1[2], "high"] + MATE_IN_1[4:],
         ["NOTUCI", MATE_IN_1[1], "c6d5 Re8#"] + MATE_IN_1[3:],
+        ["NULLMOVE", MATE_IN_1[1], "a1a1 a1a1"] + MATE_IN_1[3:],  # UCI in form, from = to: no move
     ]
     path = write_csv(tmp_path / "p.csv", [MATE_IN_1] + bad + [MATE_IN_2])
     puzzles, report = load_puzzles(path, wide(), 100, 0)
     assert [p.id for p in puzzles] == ["CJi0b", "3IQ26"]
-    assert report.skipped == 5 and report.rows == 7 and report.matched == 2
+    assert report.skipped == 6 and report.rows == 8 and report.matched == 2
     reasons = " | ".join(report.reasons)
     for words in ("bad FEN", "(a1a8) is illegal", "expected 10 columns, got 5", "rating 'high'", "'Re8#' is not UCI"):
         assert words in reasons
+    assert (8, "move not UCI", "move 1 ('a1a1') is not a UCI move") in report.skipped_lines  # past the kept five
     assert reasons.startswith("line 3:")
-    assert "5 skipped" in report.summary()
+    assert "6 skipped" in report.summary()
 
 
 def test_only_the_first_few_reasons_are_kept(tmp_path):

@@ -251,7 +251,10 @@ def full_check(row: list[str]) -> Puzzle:
         raise RowProblem("illegal position", f"FEN {_clip(repr(row[1]))} is not a legal position ({board.status()!r})")
     moves = tuple(row[2].split())
     for i, uci in enumerate(moves):
-        move = chess.Move.from_uci(uci)
+        try:
+            move = chess.Move.from_uci(uci)
+        except ValueError:  # UCI in form yet no move (a1a1: from and to the same square)
+            raise RowProblem("move not UCI", f"move {i + 1} ({_clip(repr(uci))}) is not a UCI move") from None
         if move not in board.legal_moves:
             raise RowProblem("illegal move", f"move {i + 1} ({uci}) is illegal in {board.fen()}")
         board.push(move)
