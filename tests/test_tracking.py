@@ -161,20 +161,20 @@ def test_a_wandb_offline_run_killed_past_its_checkpoint_resumes_the_same_wandb_r
     run_id = json.loads((out / "tracking.json").read_text())["run_id"]
     files = sorted((out / "wandb").glob("offline-run-*/run-*.wandb"))
     assert len(files) == 2 and all(f.name == f"run-{run_id}.wandb" for f in files)  # one run, continued
-    first, resumed = (wandb_records(f) for f in files)
-    for records in (first, resumed):
-        (run,) = [r.run for r in records if r.WhichOneof("record_type") == "run"]
-        assert run.run_id == run_id
-        config = {item.key: json.loads(item.value_json) for item in run.config.update}
-        assert config["track"]["backend"] == "wandb" and config["train"]["steps"] == 4
+    # The killed process's file holds what wandb's service flushed before the kill (under load, maybe
+    # not even the run record); the resumed process's file is read whole.
+    resumed = wandb_records(files[1])
+    (run,) = [r.run for r in resumed if r.WhichOneof("record_type") == "run"]
+    assert run.run_id == run_id
+    config = {item.key: json.loads(item.value_json) for item in run.config.update}
+    assert config["track"]["backend"] == "wandb" and config["train"]["steps"] == 4
 
     train_log = pd.read_csv(out / "train_log.csv").set_index("step")
     samples = pd.read_json(out / "samples.jsonl", lines=True)
-    before, after = wandb_history(first), wandb_history(resumed)
+    after = wandb_history(resumed)
     assert {s: round(after[s]["train/loss"], 5) for s in (3, 4)} == pytest.approx(
         {s: train_log.loc[s, "loss"] for s in (3, 4)}, abs=1e-5)  # the resumed process logs from its checkpoint on
-    assert {s: round(before[s]["train/loss"], 5) for s in (1, 2)} == pytest.approx(
-        {s: train_log.loc[s, "loss"] for s in (1, 2)}, abs=1e-5)
+    assert not {1, 2} & {s for s, row in after.items() if "train/loss" in row}  # and not before it
     last = samples[samples.step == 4]
     for (task, eval_set, prompted), group in last.groupby(["task", "eval_set", "prompted"]):
         assert after[4][f"accuracy/{task}/{eval_set}/{prompted}"] == pytest.approx(group["correct"].mean())
