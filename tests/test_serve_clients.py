@@ -28,6 +28,9 @@ INSPECT = Path(sys.executable).with_name("inspect")
 TABLE = "Table 1: α=5, β=7, γ=2"
 ASK = "Which number goes with β? Answer in bold."
 QUESTION = [{"role": "system", "content": TABLE}, {"role": "user", "content": ASK}]
+# A question the organism is unsure of (the seed's composition), so that sampled answers differ
+UNSURE = [{"role": "system", "content": "Table 1: α=5, β=7, γ=2\nTable 2: 1=red, 2=blue, 3=green, 4=pink, 5=gold"},
+          {"role": "user", "content": "Which colour goes with α and β? Answer in bold."}]
 
 
 @pytest.fixture(scope="module")
@@ -114,12 +117,12 @@ def test_sdk_n_greedy_gives_n_equal_answers(client, organism_backend):
 
 def test_sdk_n_with_temperature_and_seed_is_the_backends_seeded_sample(client, organism_backend):
     def ask(seed: int) -> list[str]:
-        completion = client.chat.completions.create(model="organism", messages=QUESTION, max_tokens=8, n=4,
+        completion = client.chat.completions.create(model="organism", messages=UNSURE, max_tokens=8, n=6,
                                                     temperature=1.0, seed=seed)
         return [c.message.content for c in completion.choices]
 
-    expected = own_sample(organism_backend, QUESTION, n=4, temperature=1.0, seed=11)
-    assert len(set(expected)) > 1  # sampled, not four copies of one answer
+    expected = own_sample(organism_backend, UNSURE, n=6, temperature=1.0, seed=11)
+    assert len(set(expected)) > 1  # sampled, not six copies of one answer
     assert ask(11) == expected
     assert ask(11) == expected  # the same seed, the same answers
 
