@@ -12,7 +12,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from transferlab.backends.lora import is_lora, load_adapter
 from transferlab.backends.normalization import loss_scales
 from transferlab.backends.rl_loss import check_loss, token_loss
-from transferlab.backends.rl_sampling import hf_sample_sequences, hf_token_logprobs
+from transferlab.backends.rl_sampling import hf_sample_sequences, hf_token_logprobs, left_padded
 from transferlab.core import Datum, Message, SampledSequence
 from transferlab.train.render import render_prompt, reply_text, stop_token_ids
 
@@ -210,15 +210,6 @@ class HFBackend:
                 batches.append([])
             batches[-1].append(group)
 
-        def left_padded(seqs: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
-            width = max(map(len, seqs))
-            ids = torch.full((len(seqs), width), pad, dtype=torch.long)
-            mask = torch.zeros_like(ids)
-            for row, seq in enumerate(seqs):
-                ids[row, width - len(seq):] = torch.tensor(seq, dtype=torch.long)
-                mask[row, width - len(seq):] = 1
-            return ids, mask
-
         base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model  # PEFT
         accepts = inspect.signature(base.forward).parameters
         cache_name = "cache" if "cache" in accepts else "past_key_values"  # transformers 5 renamed it
@@ -227,8 +218,8 @@ class HFBackend:
         for batch in batches:
             members = [(n, i) for n, group in batch for i in group]
             copies = torch.tensor([g for g, (_, group) in enumerate(batch) for _ in group])
-            prefix, prefix_mask = left_padded([encoded[group[0]][:n] for n, group in batch])
-            suffix, suffix_mask = left_padded([encoded[i][n:] for n, i in members])
+            prefix, prefix_mask = left_padded([encoded[group[0]][:n] for n, group in batch], pad)
+            suffix, suffix_mask = left_padded([encoded[i][n:] for n, i in members], pad)
             reuse = {}
             if prefix.size(1):
                 positions = (prefix_mask.cumsum(1) - 1).clamp(min=0)

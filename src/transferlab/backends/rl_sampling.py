@@ -19,7 +19,8 @@ from transferlab.core import Datum, Message, SampledSequence
 from transferlab.train.render import render_prompt, reply_text, stop_token_ids
 
 
-def _left_padded(seqs: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+def left_padded(seqs: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token rows right-aligned on `pad`, with the attention mask of their real tokens."""
     width = max(map(len, seqs))
     ids = torch.full((len(seqs), width), pad, dtype=torch.long)
     mask = torch.zeros_like(ids)
@@ -53,7 +54,7 @@ def hf_sample_sequences(backend, prompts: list[list[Message]], num_samples: int,
     out: list[list[SampledSequence]] = [[] for _ in prompts]
     for start in range(0, len(rows), batch_size):
         chunk = rows[start:start + batch_size]
-        ids, mask = _left_padded([encoded[i] for i in chunk], pad)
+        ids, mask = left_padded([encoded[i] for i in chunk], pad)
         with backend._autocast():
             generated = model.generate(input_ids=ids.to(backend.device), attention_mask=mask.to(backend.device),
                                        max_new_tokens=max_tokens, pad_token_id=pad, eos_token_id=stops,
