@@ -82,3 +82,11 @@ def test_a_rungs_answer_space_is_what_off_task_counts():
     difference, colour = TableLookup(variant="difference"), TableLookup(variant="colour")
     assert difference.is_candidate("**7**") and not difference.is_candidate("red")
     assert colour.is_candidate("I think it is red.") and not colour.is_candidate("7")
+
+
+def test_the_organisms_default_run_uses_the_difference_rung_and_real_models_the_seed_task():
+    from transferlab.config import load_config
+
+    organism, lora = load_config().tasks["table_lookup"], load_config("default_lora").tasks["table_lookup"]
+    assert organism["variant"] == "difference" and TableLookup(**organism).chance() <= 0.15
+    assert lora["variant"] == "subtracted"
