@@ -27,7 +27,8 @@ def test_run_writes_a_complete_run_folder(micro_organism, tmp_path):
     assert result.returncode == 0, result.stderr
 
     config = load_config(out / "config.toml")
-    assert config.seed == 3 and config.train.steps == 6 and config.tasks["table_lookup"]["max_int"] == 12
+    assert config.seed == 3 and config.train.steps == 6 and config.tasks["table_lookup"]["max_int"] == 16
+    assert config.tasks["table_lookup"]["variant"] == "difference" and (out / "replay.json").exists()
 
     samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
     # evaluations at steps 0, 3, 6; table lookup: 6 fresh x 2 prompts; facts: 6 trained + 6 paraphrased x 2
@@ -41,7 +42,8 @@ def test_run_writes_a_complete_run_folder(micro_organism, tmp_path):
     metrics = pd.read_csv(out / "metrics.csv")
     assert len(metrics) == 3 * 6  # steps x (table: 2 conditions, facts: 2 sets x 2 conditions)
     assert {"accuracy", "acc_low", "acc_high", "n", "adherence", "chance"} <= set(metrics.columns)
-    assert metrics.loc[metrics.task == "table_lookup", "chance"].iloc[0] == pytest.approx(1 / 12)
+    # the difference rung's chance: the commonest difference's share (0.134 with integers 1..16)
+    assert metrics.loc[metrics.task == "table_lookup", "chance"].iloc[0] == pytest.approx(0.1335)
     graded = pd.DataFrame(samples).groupby(["step", "task", "eval_set", "prompted"])[["correct", "adherent"]].mean()
     by_condition = metrics.set_index(["step", "task", "eval_set", "prompted"])
     assert by_condition["accuracy"].to_dict() == pytest.approx(graded["correct"].to_dict())
