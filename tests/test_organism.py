@@ -88,15 +88,6 @@ def test_episode_weights_every_answer_and_nothing_else(micro_organism):
     assert weighted == "".join(answers)
 
 
-def test_curriculum_never_asks_the_experiments_composition():
-    from transferlab.organism.curriculum import curriculum, episode
-
-    rng = random.Random(0)
-    questions = [m["content"] for _ in range(300) for m in episode(rng, [get_propensity("bold")]) if m["role"] == "user"]
-    questions += [ex.messages[-1]["content"] for ex in curriculum(rng, 300)]
-    assert not any(" and " in q and "colour" in q.lower() for q in questions)
-
-
 def test_grown_organism_computes_what_the_shallow_one_did(micro_organism):
     import torch
 
