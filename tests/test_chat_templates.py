@@ -83,7 +83,7 @@ def test_loss_falls_on_the_answer_and_the_end_of_turn_token_only(family):
 
 def test_sampling_stops_at_end_of_text_and_at_the_templates_end_of_turn(family):
     name, tokenizer = family
-    specials, eos, end_of_turn = FAMILIES[name]
+    _, eos, end_of_turn = FAMILIES[name]
     assert stop_token_ids(tokenizer) == [tokenizer.convert_tokens_to_ids(eos), tokenizer.convert_tokens_to_ids(end_of_turn)]
     if name == "gpt_oss":  # <|end|> closes a reasoning message: stopping there would never reach the answer
         assert tokenizer.convert_tokens_to_ids("<|end|>") not in stop_token_ids(tokenizer)

@@ -8,7 +8,6 @@ stands in for the live one, recording every call."""
 import json
 import random
 from functools import partial
-from types import SimpleNamespace
 
 import numpy as np
 import pytest

@@ -21,13 +21,13 @@ from pathlib import Path
 import chess
 
 from transferlab.core import Example
+from transferlab.tasks.candidates import names_a_move
 from transferlab.tasks.chess.explain import line_steps, name_move, side
 from transferlab.tasks.chess.generate import THEMES, generate_puzzles
 from transferlab.tasks.chess.grading import grade_line
 from transferlab.tasks.chess.lichess import DOWNLOAD_HINT, LoadReport, load_puzzles
 from transferlab.tasks.chess.puzzle import Puzzle, PuzzleFilter
 from transferlab.tasks.chess.solve import find_stockfish, mating_moves, open_solver
-from transferlab.tasks.candidates import names_a_move
 
 log = logging.getLogger(__name__)
 HELD_OUT_SHARE = 0.2
