@@ -218,22 +218,12 @@ class DataParallelBackend:
         self.inner.optim_step(lr)
 
     def _sample(self, prompts, max_tokens, temperature, kwargs) -> list[str]:
-        if self.fsdp:  # sharded layers are gathered for each forward: every process generates in step
-            self._same_random_state()
-            return self.inner.sample(prompts, max_tokens, temperature, **kwargs)
-        mine = self.inner.sample(prompts[self.rank::self.size], max_tokens, temperature, **kwargs) \
-            if prompts[self.rank::self.size] else []
-        if self.size == 1:
-            return mine
-        gathered = [None] * self.size
-        dist.all_gather_object(gathered, mine)
-        out = [None] * len(prompts)
-        for r, replies in enumerate(gathered):
-            out[r::self.size] = replies
-        return out
+        """Each process samples a share of the prompts (FSDP: sharded layers are gathered for each
+        forward, so every process generates all of them in step)."""
+        return self._shared("sample", prompts, max_tokens, temperature, **kwargs)
 
     def _sample_sequences(self, prompts, num_samples, max_tokens, temperature, kwargs):
-        """Each process samples a share of the prompts (all of them, in step, under FSDP), as `_sample`."""
+        """Each process samples a share of the prompts (all of them, in step, under FSDP)."""
         return self._shared("sample_sequences", prompts, num_samples, max_tokens, temperature, **kwargs)
 
     def _token_logprobs(self, datums: list[Datum]) -> list[list[float]]:
