@@ -232,11 +232,87 @@ class Trl:
             p = {k: after[k] for k in self.phases}
             out.append({"step": step, "sampling": p["generation"], "scoring": p["rewards"],
                         "prepare (ref, adv.)": p["prepare"] - p["generation"] - p["rewards"],
-                        "update": step - p["prepare"]})
+                        "update": step - p["prepare"], "of which loss forward": p["loss forward"]})
         return out
 
     def completion_tokens(self) -> float:
         return statistics.mean(self.lengths)
+
+
+@torch.inference_mode()
+def packed_completion_logprobs(backend, datums, starts: list[int]) -> list[list[float]]:
+    """A proposal for the reference scoring, measured by --probe-reference: each datum's log-probs of
+    its tokens from `starts[i]` on (the completion), with the rows packed as forward_backward packs
+    them (first fit, restarting position ids, no padding attended) and the vocabulary projection only
+    at the positions that predict a completion token, instead of every position of a right-padded row."""
+    model = backend.model
+    model.eval()
+    width = max(len(d.input_ids) for d in datums)
+    rows: list[list[int]] = []
+    free: list[int] = []
+    for j in sorted(range(len(datums)), key=lambda j: -len(datums[j].input_ids)):
+        n = len(datums[j].input_ids)
+        r = next((r for r, room in enumerate(free) if room >= n), len(rows))
+        if r == len(rows):
+            rows.append([])
+            free.append(width)
+        rows[r].append(j)
+        free[r] -= n
+    ids: list[int] = []
+    positions: list[int] = []
+    scored: list[int] = []
+    targets: list[int] = []
+    owner: list[int] = []
+    for row, room in zip(rows, free):
+        for j in row:
+            tokens = list(datums[j].input_ids)
+            scored += [len(ids) + t - 1 for t in range(starts[j], len(tokens))]
+            targets += tokens[starts[j]:]
+            owner += [j] * (len(tokens) - starts[j])
+            ids += tokens
+            positions += range(len(tokens))
+        ids += [backend.tokenizer.pad_token_id] * room
+        positions += range(room)
+    where = torch.tensor(scored, device=backend.device)
+    hook = model.get_output_embeddings().register_forward_pre_hook(
+        lambda _, args: (args[0].reshape(-1, args[0].size(-1))[where].unsqueeze(0),))
+    try:
+        logits = model(input_ids=torch.tensor(ids, device=backend.device).view(len(rows), width),
+                       position_ids=torch.tensor(positions, device=backend.device).view(len(rows), width),
+                       use_cache=False).logits[0]
+    finally:
+        hook.remove()
+    picked = logits.float().log_softmax(-1).gather(-1, torch.tensor(targets, device=backend.device)[:, None])
+    out: list[list[float]] = [[] for _ in datums]
+    for j, v in zip(owner, picked.squeeze(-1).tolist()):
+        out[j].append(v)
+    return out
+
+
+def probe_reference(config, batches, threads: int) -> None:
+    """The reference scoring of run_rl (token_logprobs of every whole sequence, then the completion's
+    part) against `packed_completion_logprobs`, alternating on the same completions."""
+    exp = config.experiment
+    tasks = make_tasks(exp)
+    ours = Ours(config, tasks, make_judge(exp.eval.judge, Path(exp.llm.cache) / "judge", exp.llm.concurrency), 0.0)
+    now, packed, worst = [], [], 0.0
+    for drawn in batches:
+        groups = roll_out(ours.backend, drawn, config.rl.group_size, config.rollout_tokens(), config.rl.temperature)
+        prompt_ids = prompt_token_ids(ours.backend, groups)
+        every = [sequence_datum(p, s) for p, g in zip(prompt_ids, groups) for s in g.sequences]
+        starts = [len(d.input_ids) - len(s.tokens) for d, s in zip(every, [s for g in groups for s in g.sequences])]
+        for _ in range(2):
+            t = time.perf_counter()
+            whole = ours.reference.token_logprobs(every)
+            now.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            proposed = packed_completion_logprobs(ours.reference, every, starts)
+            packed.append(time.perf_counter() - t)
+        worst = max([worst] + [abs(a - b) for lp, s, q in zip(whole, starts, proposed) for a, b in zip(lp[s:], q)])
+    print(f"\nreference scoring of one step's {len(every)} completions ({len(batches)} steps, each twice, alternating): "
+          f"token_logprobs {median(now) * 1e3:.0f} ms, packed at completion positions only "
+          f"{median(packed) * 1e3:.0f} ms (median): {median(now) / median(packed):.2f}x; "
+          f"largest |difference| in a log-prob {worst:.1e}")
 
 
 def measure(config, mode: str, args, out: str) -> dict[str, float]:
@@ -303,6 +379,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5, help="steps per contender per round")
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--probe-reference", action="store_true",
+                        help="also time our reference scoring against a packed, completion-only version")
     args = parser.parse_args()
     if args.quick:
         args.steps, args.rounds = 3, 2
@@ -322,6 +400,8 @@ def main() -> None:
         for mode in modes:
             print(f"\n== reward: {mode} ==")
             results[mode] = measure(config, mode, args, out)
+    if args.probe_reference:
+        probe_reference(config, drawn_prompts(config, make_tasks(exp), args.steps), args.threads)
     print()
     for mode, rates in results.items():
         trl = {n: v for n, v in rates.items() if n != "ours"}
