@@ -3,6 +3,30 @@
 from __future__ import annotations
 
 import pytest
+from warm_cli import WarmCLI
+
+_warm: dict[str, WarmCLI] = {}
+
+
+def pytest_collection_finish(session):
+    """Start the warm CLI server as soon as a collected test needs it: its imports then run on the
+    other core while the first tests do."""
+    if any("warm_cli" in getattr(item, "fixturenames", ()) for item in session.items):
+        _warm["server"] = WarmCLI()
+
+
+def pytest_sessionfinish(session):
+    if "server" in _warm:
+        _warm.pop("server").close()
+
+
+@pytest.fixture(scope="session")
+def warm_cli() -> WarmCLI:
+    """`python -m transferlab.cli ...` without the imports' seconds, for tests that start the CLI
+    often (tests/warm_cli.py says what a forked child shares with its server)."""
+    if "server" not in _warm:
+        _warm["server"] = WarmCLI()
+    return _warm["server"]
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 
 import pandas as pd
@@ -29,21 +28,23 @@ RESULTS = ("metrics.csv", "gaps.csv", "samples.jsonl")
 
 
 def command(model, out, quiet: bool = True) -> list[str]:
-    return [sys.executable, "-m", "transferlab.cli", "run", "--out", str(out), "--set", f"model.name={model}", *KNOBS,
+    return ["-m", "transferlab.cli", "run", "--out", str(out), "--set", f"model.name={model}", *KNOBS,
             *(["--quiet"] if quiet else [])]
 
 
-def run(model, out, crash_at: str | None = None, quiet: bool = True) -> subprocess.CompletedProcess:
-    env = {**os.environ, "TRANSFERLAB_CRASH_AT": crash_at or ""}
-    return subprocess.run(command(model, out, quiet), capture_output=True, text=True, env=env, timeout=300,
-                          check=False)
+def run(warm_cli, model, out, crash_at: str | None = None, quiet: bool = True) -> subprocess.CompletedProcess:
+    """The CLI command in a process of its own (forked warm: tests/warm_cli.py), killed at `crash_at`."""
+    return warm_cli.run(command(model, out, quiet), env={**os.environ, "TRANSFERLAB_CRASH_AT": crash_at or ""})
 
 
 @pytest.fixture(scope="module")
 def reference(micro_organism, tmp_path_factory):
+    """The uninterrupted run, in this test process: another process than the forked ones, so with
+    another hash seed, and byte equality also says the results do not hang on one."""
+    from transferlab.cli import main
+
     out = tmp_path_factory.mktemp("uninterrupted") / "run"
-    result = run(micro_organism, out)
-    assert result.returncode == 0, result.stderr
+    assert main(command(micro_organism, out)[2:]) == 0
     return out
 
 
@@ -55,30 +56,31 @@ def assert_same_results(folder, reference) -> None:
     assert list(ours["loss"]) == list(theirs["loss"]) and list(ours["tokens"]) == list(theirs["tokens"])
 
 
-def test_kills_at_every_fragile_place_resume_to_the_uninterrupted_result(micro_organism, reference, tmp_path):
+def test_kills_at_every_fragile_place_resume_to_the_uninterrupted_result(micro_organism, reference, warm_cli,
+                                                                          tmp_path):
     out = tmp_path / "run"
     # one run, killed again and again: each resumed process dies at the next place on the list
     crashes = ["train-step:3", "append:1", "checkpoint:1", "checkpoint-swap:1", "append:2", "figures:1",
                "results:1"]
     for crash_at in crashes:
-        result = run(micro_organism, out, crash_at)
+        result = run(warm_cli, micro_organism, out, crash_at)
         assert result.returncode == -signal.SIGKILL, f"{crash_at}: {result.stderr[-2000:]}"
         assert not (out / "gaps.csv").exists(), "a killed run must not look finished"
-    result = run(micro_organism, out, quiet=False)
+    result = run(warm_cli, micro_organism, out, quiet=False)
     assert result.returncode == 0, result.stderr
     assert "from its checkpoint at step 6" in result.stderr and "training had finished" in result.stderr
     assert_same_results(out, reference)
     assert not list((out / "checkpoints").glob(".*")), "no temporary checkpoint is left behind"
 
 
-def test_kills_at_random_moments_resume_to_the_uninterrupted_result(micro_organism, reference, tmp_path):
+def test_kills_at_random_moments_resume_to_the_uninterrupted_result(micro_organism, reference, warm_cli, tmp_path):
     out, rng = tmp_path / "run", random.Random(11)
     for _ in range(3):
-        process = subprocess.Popen(command(micro_organism, out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(4.0, 9.0))  # start-up (imports) takes a few seconds; the run a few more
+        process = warm_cli.start(command(micro_organism, out))
+        time.sleep(rng.uniform(0.5, 4.0))  # a forked run starts at once (no imports) and takes a few seconds
         process.send_signal(signal.SIGKILL)
         process.wait()
-    result = run(micro_organism, out)
+    result = run(warm_cli, micro_organism, out)
     assert result.returncode == 0, result.stderr
     assert_same_results(out, reference)
 
@@ -102,13 +104,13 @@ def test_resuming_with_another_config_names_the_differing_keys(micro_organism, t
     assert load_config(out / "config.toml").seed == 9
 
 
-def test_the_cli_refuses_a_mismatch_with_a_one_line_error(micro_organism, tmp_path):
+def test_the_cli_refuses_a_mismatch_with_a_one_line_error(micro_organism, warm_cli, tmp_path):
     out = tmp_path / "run"
     folder = RunFolder(out)
     default = load_config(None, overrides=[f"model.name={micro_organism}"])
     folder.create(dump_config(default))
     folder.append_train_log({"step": 1, "loss": 1.0})
-    result = subprocess.run(command(micro_organism, out), capture_output=True, text=True, timeout=300, check=False)
+    result = warm_cli.run(command(micro_organism, out))
     assert result.returncode == 2 and "error:" in result.stderr
     assert f"train.steps: {default.train.steps} in the folder, 6 now" in result.stderr
 
