@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
-import sys
 
 import pandas as pd
 import pytest
@@ -56,19 +56,20 @@ def test_an_uninstalled_tracker_is_refused_before_any_work(monkeypatch):
         load_config(None, overrides=["track.backend=wandb"])
 
 
-def run(model, out, crash_at: str = "") -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "transferlab.cli", "run", "--out", str(out), "--set", f"model.name={model}",
+def run(warm_cli, model, out, crash_at: str = "") -> subprocess.CompletedProcess:
+    """The CLI command in a process of its own (forked warm: tests/warm_cli.py)."""
+    command = ["-m", "transferlab.cli", "run", "--out", str(out), "--set", f"model.name={model}",
                *KNOBS, "--quiet", "--track", "tensorboard"]
-    return subprocess.run(command, capture_output=True, text=True, timeout=300, check=False,
-                          env={**os.environ, "TRANSFERLAB_CRASH_AT": crash_at})
+    return warm_cli.run(command, env={**os.environ, "TRANSFERLAB_CRASH_AT": crash_at})
 
 
-def test_a_tracked_run_killed_past_its_checkpoint_resumes_into_the_same_tensorboard_log(micro_organism, tmp_path):
+def test_a_tracked_run_killed_past_its_checkpoint_resumes_into_the_same_tensorboard_log(micro_organism, warm_cli,
+                                                                                         tmp_path):
     out = tmp_path / "run"
     # killed inside the last checkpoint (step 4): steps 3-4 and the step-4 evaluation are already in the log
-    killed = run(micro_organism, out, crash_at="checkpoint:2")
-    assert killed.returncode != 0
-    assert run(micro_organism, out).returncode == 0
+    killed = run(warm_cli, micro_organism, out, crash_at="checkpoint:2")
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    assert run(warm_cli, micro_organism, out).returncode == 0
     assert len(list((out / "tensorboard").glob("events.out.tfevents.*"))) == 2  # the same log dir, continued
 
     log = event_accumulator.EventAccumulator(str(out / "tensorboard"), size_guidance={"images": 0, "tensors": 0})
@@ -146,16 +147,16 @@ def wandb_history(records) -> dict[int, dict]:
     return rows
 
 
-def test_a_wandb_offline_run_killed_past_its_checkpoint_resumes_the_same_wandb_run(micro_organism, tmp_path):
+def test_a_wandb_offline_run_killed_past_its_checkpoint_resumes_the_same_wandb_run(micro_organism, warm_cli,
+                                                                                  tmp_path):
     pytest.importorskip("wandb")
     out = tmp_path / "run"
-    command = [sys.executable, "-m", "transferlab.cli", "run", "--out", str(out), "--set", f"model.name={micro_organism}",
+    command = ["-m", "transferlab.cli", "run", "--out", str(out), "--set", f"model.name={micro_organism}",
                *KNOBS, "--quiet", "--track", "wandb", "--set", "track.offline=true"]
     env = {**os.environ, "WANDB_SILENT": "true", "WANDB_DIR": str(tmp_path)}
-    killed = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False,
-                            env={**env, "TRANSFERLAB_CRASH_AT": "checkpoint:2"})
-    assert killed.returncode != 0
-    finished = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False, env=env)
+    killed = warm_cli.run(command, env={**env, "TRANSFERLAB_CRASH_AT": "checkpoint:2"})
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    finished = warm_cli.run(command, env=env)
     assert finished.returncode == 0, finished.stderr[-2000:]
 
     run_id = json.loads((out / "tracking.json").read_text())["run_id"]
