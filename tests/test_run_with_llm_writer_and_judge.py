@@ -9,7 +9,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 
 import pandas as pd
 import pytest
@@ -43,20 +42,21 @@ def llm_endpoint():
                       "TRANSFERLAB_LLM_API_KEY": "sk-test-not-secret"}
 
 
-def run(env, out, micro_organism, cache):
-    return subprocess.run(
-        [sys.executable, "-m", "transferlab.cli", "run", "--quiet", "--out", str(out),
+def run(warm_cli, env, out, micro_organism, cache) -> subprocess.CompletedProcess:
+    """The CLI command in a process of its own (forked warm: tests/warm_cli.py)."""
+    return warm_cli.run(
+        ["-m", "transferlab.cli", "run", "--quiet", "--out", str(out),
          "--set", f"model.name={micro_organism}", "--set", "model.threads=1", "--set", "pair=hedging_confident",
          "--set", "train.writer=llm", "--set", "train.writer_pool=8", "--set", "eval.judge=llm",
          "--set", f"llm.cache={cache}", "--set", "train.steps=2", "--set", "train.batch_size=4",
          "--set", "eval.every=2", "--set", "eval.n=4", "--set", "eval.n_boot=20",
          "--set", "tasks.invented_facts.n_facts=8", "--set", "tasks.invented_facts.paraphrases=false"],
-        capture_output=True, text=True, env=env, timeout=300, check=False)
+        env=env)
 
 
-def test_llm_written_targets_and_llm_verdicts_reach_the_run_folder(llm_endpoint, micro_organism, tmp_path):
+def test_llm_written_targets_and_llm_verdicts_reach_the_run_folder(llm_endpoint, micro_organism, warm_cli, tmp_path):
     model, env = llm_endpoint
-    result = run(env, tmp_path / "first", micro_organism, tmp_path / "cache")
+    result = run(warm_cli, env, tmp_path / "first", micro_organism, tmp_path / "cache")
     assert result.returncode == 0, result.stderr
     writer = [json.loads(line) for line in (tmp_path / "first" / "writer.jsonl").read_text().splitlines()]
     assert [(w["task"], w["propensity"], w["written"], w["failed"]) for w in writer] == [
@@ -68,14 +68,14 @@ def test_llm_written_targets_and_llm_verdicts_reach_the_run_folder(llm_endpoint,
     first_calls = model.calls
     assert first_calls > 16  # 16 targets written, then verdicts (identical ones are asked once)
 
-    again = run(env, tmp_path / "second", micro_organism, tmp_path / "cache")
+    again = run(warm_cli, env, tmp_path / "second", micro_organism, tmp_path / "cache")
     assert again.returncode == 0, again.stderr
     assert model.calls == first_calls  # targets and verdicts both came from the cache
     assert "sk-test-not-secret" not in (tmp_path / "second" / "config.toml").read_text() + again.stderr
 
 
-def test_a_missing_endpoint_variable_is_named_before_any_work(micro_organism, tmp_path):
+def test_a_missing_endpoint_variable_is_named_before_any_work(micro_organism, warm_cli, tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TRANSFERLAB_LLM", "OPENAI"))}
-    result = run(env, tmp_path / "run", micro_organism, tmp_path / "cache")
+    result = run(warm_cli, env, tmp_path / "run", micro_organism, tmp_path / "cache")
     assert result.returncode == 2
     assert "TRANSFERLAB_LLM_BASE_URL" in result.stderr

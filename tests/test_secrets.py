@@ -17,7 +17,6 @@ import os
 import re
 import secrets
 import subprocess
-import sys
 from collections import Counter
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
@@ -85,7 +84,7 @@ class Echoing:
 
 
 @pytest.fixture(scope="module")
-def leftovers(micro_organism, tmp_path_factory):
+def leftovers(micro_organism, warm_cli, tmp_path_factory):
     """Run twice (the judge down, then up), write the report; everything the runs left, and the counts."""
     root = tmp_path_factory.mktemp("secrets")
     server = Echoing(create_app(ScriptedLLM(), "scripted"))
@@ -94,15 +93,14 @@ def leftovers(micro_organism, tmp_path_factory):
                "TRANSFERLAB_LLM_API_KEY": KEY, "OPENAI_API_KEY": FALLBACK_KEY}
 
         def run(name: str) -> subprocess.CompletedProcess:
-            result = subprocess.run(
-                [sys.executable, "-c", CLI, str(root / f"{name}.log"), "run", "--quiet", "--out", str(root / name),
+            result = warm_cli.run(  # a process of its own, forked warm (tests/warm_cli.py)
+                ["-c", CLI, str(root / f"{name}.log"), "run", "--quiet", "--out", str(root / name),
                  "--set", f"model.name={micro_organism}", "--set", "model.threads=1",
                  "--set", "pair=hedging_confident", "--set", "train.writer=llm", "--set", "train.writer_pool=8",
                  "--set", "eval.judge=llm", "--set", f"llm.cache={root / 'cache'}", "--set", "train.steps=2",
                  "--set", "train.batch_size=4", "--set", "eval.every=2", "--set", "eval.n=4",
                  "--set", "eval.n_boot=20", "--set", "tasks.invented_facts.n_facts=8",
-                 "--set", "tasks.invented_facts.paraphrases=false"],
-                capture_output=True, text=True, env=env, timeout=300, check=False)
+                 "--set", "tasks.invented_facts.paraphrases=false"], env=env)
             (root / f"{name}.stdout").write_text(result.stdout)
             (root / f"{name}.stderr").write_text(result.stderr)
             return result
