@@ -1,8 +1,6 @@
 """Sweep results: across-seed tables with both kinds of interval, final and peak gaps, the figure grid."""
 
 import math
-import subprocess
-import sys
 
 import matplotlib.image as mpimg
 import matplotlib.pyplot as plt
@@ -330,10 +328,9 @@ def expected_cut_steps(cell, floor: float) -> dict[tuple[str, str], float]:
             for key in adherence.groupby(["task", "eval_set"]).groups}
 
 
-def test_figures_command_on_a_sweep_folder(sweep, aggregated):
+def test_figures_command_on_a_sweep_folder(sweep, aggregated, warm_cli):
     before = (sweep / "tables" / "summary.csv").stat().st_mtime_ns
-    result = subprocess.run([sys.executable, "-m", "transferlab.cli", "figures", str(sweep)], capture_output=True,
-                            text=True, timeout=120, check=False)
+    result = warm_cli.run(["-m", "transferlab.cli", "figures", str(sweep)], timeout=120)  # forked warm
     assert result.returncode == 0, result.stderr
     assert "gap_grid.png" in result.stderr
     assert (sweep / "tables" / "summary.csv").stat().st_mtime_ns > before

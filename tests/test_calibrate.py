@@ -2,8 +2,6 @@
 heuristic judges' agreement with the hand labels through the real CLI."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 
@@ -57,13 +55,12 @@ def test_heuristic_judges_agree_with_the_hand_labels():
         assert by_subset.loc[pair, "accuracy"] >= 0.9, table
 
 
-def test_calibrate_command_prints_the_agreement_table():
-    result = subprocess.run([sys.executable, "-m", "transferlab.cli", "judge", "calibrate", "heuristic", "labels",
-                             "--pair", "hedging_confident", "--show", "3"], capture_output=True, text=True, check=False)
+def test_calibrate_command_prints_the_agreement_table(warm_cli):
+    result = warm_cli.run(["-m", "transferlab.cli", "judge", "calibrate", "heuristic", "labels",  # forked warm
+                           "--pair", "hedging_confident", "--show", "3"])
     assert result.returncode == 0, result.stderr
     assert "hedging_confident/hedging" in result.stdout and "kappa" in result.stdout
-    bad = subprocess.run([sys.executable, "-m", "transferlab.cli", "judge", "calibrate", "oracle", "labels"],
-                         capture_output=True, text=True, check=False)
+    bad = warm_cli.run(["-m", "transferlab.cli", "judge", "calibrate", "oracle", "labels"])
     assert bad.returncode == 2 and "unknown judge 'oracle'; allowed: labels, heuristic, llm" in bad.stderr
 
 

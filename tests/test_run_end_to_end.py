@@ -18,6 +18,12 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
                           timeout=300)
 
 
+def run_warm(warm_cli, *args: str) -> subprocess.CompletedProcess:
+    """The same command forked from the warm CLI server (tests/warm_cli.py): for the refusals, which
+    would spend nearly all their time importing; the complete run above starts Python afresh."""
+    return warm_cli.run(["-m", "transferlab.cli", *args])
+
+
 def test_run_writes_a_complete_run_folder(micro_organism, tmp_path):
     out = tmp_path / "run"
     result = run_cli("run", "--out", str(out), "--seed", "3", "--set", f"model.name={micro_organism}",
@@ -74,15 +80,15 @@ def test_run_writes_a_complete_run_folder(micro_organism, tmp_path):
     AutoModelForCausalLM.from_pretrained(out / "checkpoints" / "latest")
 
 
-def test_run_refuses_a_bad_config_before_any_work(tmp_path):
+def test_run_refuses_a_bad_config_before_any_work(warm_cli, tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text('[[arms]]\ntask = "table_lookup"\npropensity = "italic"\n')
-    result = run_cli("run", str(bad), "--out", str(tmp_path / "run"))
+    result = run_warm(warm_cli, "run", str(bad), "--out", str(tmp_path / "run"))
     assert result.returncode == 2
     assert "unknown propensity 'italic'; allowed: bold, confident, hedging, no_reasoning, plain, reasoning" in result.stderr
     assert not (tmp_path / "run").exists()
 
 
-def test_run_names_an_unknown_model(tmp_path):
-    result = run_cli("run", "--out", str(tmp_path / "run"), "--set", "model.name=/nowhere/model")
+def test_run_names_an_unknown_model(warm_cli, tmp_path):
+    result = run_warm(warm_cli, "run", "--out", str(tmp_path / "run"), "--set", "model.name=/nowhere/model")
     assert result.returncode == 2 and "cannot load model '/nowhere/model'" in result.stderr

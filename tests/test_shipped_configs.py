@@ -1,8 +1,6 @@
 """Every shipped config runs end to end through the CLI (tiny settings, micro organism); the
 real-data configs run on the shared samples when `../shared` is present and skip otherwise."""
 
-import subprocess
-import sys
 import tomllib
 from pathlib import Path
 
@@ -24,14 +22,12 @@ EVAL_SETS = {"table_lookup": ("fresh",), "chess": ("fresh",), "realtime_qa": ("t
 
 
 @pytest.mark.parametrize("name", sorted(CONFIGS))
-def test_shipped_config_runs_end_to_end(name, micro_organism, tmp_path):
+def test_shipped_config_runs_end_to_end(name, micro_organism, warm_cli, tmp_path):
     if not name.endswith("_offline") and not SHARED.exists():
         pytest.skip("../shared/data is absent: the real-data configs need its samples")
     overrides = [f"model.name={micro_organism}", *TINY, *CONFIGS[name]]
     args = [a for o in overrides for a in ("--set", o)]
-    result = subprocess.run([sys.executable, "-m", "transferlab.cli", "run", name, "--quiet",
-                             "--out", str(tmp_path / "run"), *args],
-                            capture_output=True, text=True, timeout=300, check=False)
+    result = warm_cli.run(["-m", "transferlab.cli", "run", name, "--quiet", "--out", str(tmp_path / "run"), *args])
     assert result.returncode == 0, result.stderr
     run = tmp_path / "run"
     metrics = pd.read_csv(run / "metrics.csv")
