@@ -1,5 +1,6 @@
-"""The `rl` kind, top to bottom: the seed experiment's tasks and eval grid, then RL steps instead of
-SFT steps, evaluating every `eval.every` steps under every prompt as the seed experiment does.
+"""The `rl` kind, top to bottom: the seed experiment's tasks and eval grid, an optional SFT warm-start
+(warm_start.py), then RL steps instead of SFT steps, evaluating every `eval.every` steps under every
+prompt as the seed experiment does. (A `design = "hacking"` config is handed to hacking_run.py.)
 
 One step: draw prompts, sample G completions each (with their log-probs), reward each by component,
 skip and count the groups whose rewards are all equal, give the others group-relative advantages
@@ -36,6 +37,7 @@ from transferlab.experiments.rl.rollouts import (
     score,
     sequence_datum,
 )
+from transferlab.experiments.rl.warm_start import warm_start
 from transferlab.judges import make_judge
 from transferlab.results.run_folder import RunFolder
 from transferlab.train.advantages import (
@@ -51,11 +53,15 @@ from transferlab.train.schedule import lr_at
 
 
 def rl_batch(groups: list[Group], prompt_ids: list[list[int]], reference: list[list[float]],
-             config: RLConfig) -> tuple[list[RLDatum], dict]:
+             config: RLConfig, weights: dict[str, float] | None = None,
+             outcome: str = "correct") -> tuple[list[RLDatum], dict]:
     """The datums to learn from and the step's numbers. `reference` holds each completion's token
-    log-probs under the starting weights (groups in order, completions in order)."""
+    log-probs under the starting weights (groups in order, completions in order). `weights` weigh
+    the groups' reward components (default: rl.rewards); every component is logged as
+    reward_<name>; the groups' all-right / all-wrong / mixed shares are counted by `outcome`."""
     rl = config.rl
-    rewards = [g.rewards(rl.rewards) for g in groups]
+    weights = rl.rewards if weights is None else weights
+    rewards = [g.rewards(weights) for g in groups]
     sampled = [list(s.logprobs) for g in groups for s in g.sequences]
     gaps = logprob_gaps(sampled, reference)
     kept = [i for i, r in enumerate(rewards) if not uniform(r)]
@@ -70,13 +76,35 @@ def rl_batch(groups: list[Group], prompt_ids: list[list[int]], reference: list[l
     datums = [sequence_datum(p, s, a) for p, s, a in zip(prompts, sequences, per_token)]
     n_tokens = sum(len(x) for x in sampled)
     stats = {"reward": _mean([r for rs in rewards for r in rs])}
-    for c in COMPONENTS:
+    for c in (groups[0].components if groups else COMPONENTS):
         stats[f"reward_{c}"] = _mean([v for g in groups for v in g.components[c]])
-    stats |= outcome_shares([g.correct() for g in groups])
+    stats |= outcome_shares([[bool(v) for v in g.components[outcome]] for g in groups])
     stats |= {"groups": len(groups), "skipped_groups": len(groups) - len(kept),
               "entropy": -sum(map(sum, sampled)) / n_tokens if n_tokens else 0.0,
               "kl": mean_kl(gaps), "completion_tokens": n_tokens / max(1, len(sampled))}
     return datums, stats
+
+
+def completion_logprobs(reference, prompt_ids: list[list[int]], groups: list[Group]) -> list[list[float]]:
+    """Each completion's token log-probs under `reference` (groups in order, completions in order)."""
+    sequences = [s for g in groups for s in g.sequences]
+    every = [sequence_datum(p, s) for p, g in zip(prompt_ids, groups) for s in g.sequences]
+    scored = reference.token_logprobs(every)
+    return [lp[len(d.input_ids) - len(s.tokens):] for lp, d, s in zip(scored, every, sequences)]
+
+
+def learn(backend, reference, groups: list[Group], config, lr: float, weights: dict[str, float] | None = None,
+          outcome: str = "correct") -> tuple[float, int, dict]:
+    """One RL update from scored groups: the KL to `reference`, rl_batch, then forward_backward
+    ("importance_sampling") and optim_step. Returns the loss, the tokens trained on and the step's numbers."""
+    prompt_ids = prompt_token_ids(backend, groups)
+    datums, stats = rl_batch(groups, prompt_ids, completion_logprobs(reference, prompt_ids, groups), config,
+                             weights, outcome)
+    loss = 0.0
+    if datums:  # every group uniform: no gradient, and no optimizer step
+        loss = backend.forward_backward(datums, "importance_sampling")
+        backend.optim_step(lr)
+    return loss, sum(len(d.input_ids) for d in datums), stats
 
 
 def eval_summary(rows: list[dict]) -> dict:
@@ -93,11 +121,18 @@ def _mean(values: list[float]) -> float:
     return sum(values) / len(values) if values else 0.0
 
 
-def open_reference(config: RLConfig):
-    """The starting weights, to score completions for the KL: the configured model, opened afresh in
-    this process alone (a LoRA adapter starts at zero, so this is the base model; never trained)."""
-    model = config.experiment.model.model_copy(update={"processes": 1, "grad_accumulation": 1})
+def open_reference(config: RLConfig, start: str | None = None):
+    """The starting weights, to score completions for the KL: the configured model (or the
+    warm-start's checkpoint `start`), opened afresh in this process alone (a LoRA adapter starts at
+    zero, so this is the base model; never trained)."""
+    model = starting_model(config, start).model_copy(update={"processes": 1, "grad_accumulation": 1})
     return open_backend(model, check_memory_batch(config))
+
+
+def starting_model(config: RLConfig, start: str | None):
+    """The configured model, or the same settings on the warm-start's checkpoint."""
+    model = config.experiment.model
+    return model if start is None else model.model_copy(update={"name": start})
 
 
 def check_memory_batch(config: RLConfig) -> int:
@@ -105,6 +140,12 @@ def check_memory_batch(config: RLConfig) -> int:
 
 
 def run_rl(config: RLConfig, out, quiet: bool = False) -> RunFolder:
+    from transferlab.experiments.rl.hacking_config import RLHackingConfig
+
+    if isinstance(config, RLHackingConfig):
+        from transferlab.experiments.rl.hacking_run import run_hacking
+
+        return run_hacking(config, out, quiet=quiet)
     exp = config.experiment
     tasks = make_tasks(exp)
     sampling = choose_sampler(exp.eval, exp.model)
@@ -119,10 +160,14 @@ def run_rl(config: RLConfig, out, quiet: bool = False) -> RunFolder:
     streams = {i: example_stream(tasks[arm.task], random.Random(f"{arm.task}-{config.seed}-{i}"))
                for i, arm in enumerate(exp.arms)}
     judge = make_judge(exp.eval.judge, Path(exp.llm.cache) / "judge", exp.llm.concurrency)
-    log(f"loading model ({exp.model.name}) and the reference (the starting weights)")
-    backend = open_backend(exp.model, check_memory_batch(config), loss_normalization=exp.train.loss_normalization,
+    if config.warm_start is not None:
+        log(f"warm-start: {config.warm_start.steps} SFT steps (the seed experiment's loop) into {folder.path}/warm_start")
+    start = warm_start(config, folder, quiet)
+    model = starting_model(config, start)
+    log(f"loading model ({model.name}) and the reference (the starting weights)")
+    backend = open_backend(model, check_memory_batch(config), loss_normalization=exp.train.loss_normalization,
                            weight_decay=exp.train.weight_decay)
-    reference = open_reference(config)
+    reference = open_reference(config, start)
     sampler = make_sampler(backend, exp, sampling)
     since_eval: list[dict] = []
 
@@ -146,18 +191,9 @@ def run_rl(config: RLConfig, out, quiet: bool = False) -> RunFolder:
         drawn = draw_prompts(exp.arms, streams, train_rng, exp.train.batch_size)
         groups = roll_out(backend, drawn, config.rl.group_size, config.rollout_tokens(), config.rl.temperature)
         score(groups, exp.arms, tasks, judge)
-        prompt_ids = prompt_token_ids(backend, groups)
-        every = [sequence_datum(p, s) for p, g in zip(prompt_ids, groups) for s in g.sequences]
-        scored = reference.token_logprobs(every)
-        completions = [lp[len(d.input_ids) - len(s.tokens):] for lp, d, s in
-                       zip(scored, every, [s for g in groups for s in g.sequences])]
-        datums, stats = rl_batch(groups, prompt_ids, completions, config)
         lr = lr_at(step - 1, exp.train.steps, exp.train.lr, exp.train.warmup)
-        loss = 0.0
-        if datums:  # every group uniform: no gradient, and no optimizer step
-            loss = backend.forward_backward(datums, "importance_sampling")
-            backend.optim_step(lr)
-        tokens += sum(len(d.input_ids) for d in datums)
+        loss, trained, stats = learn(backend, reference, groups, config, lr)
+        tokens += trained
         row = {"step": step, "loss": round(loss, 6), "lr": lr, "tokens": tokens,
                "elapsed_s": round(time.time() - started, 2)} | {k: round(float(v), 6) for k, v in stats.items()}
         folder.append_train_log(row)
@@ -173,6 +209,12 @@ def run_rl(config: RLConfig, out, quiet: bool = False) -> RunFolder:
 
 def write_rl_results(folder: RunFolder, config: RLConfig, chance: dict | None = None, tasks: dict | None = None) -> None:
     """The seed experiment's tables and figures, the RL table and figure, the report page."""
+    from transferlab.experiments.rl.hacking_config import RLHackingConfig
+
+    if isinstance(config, RLHackingConfig):
+        from transferlab.experiments.rl.hacking_results import write_hacking_results
+
+        return write_hacking_results(folder, config)
     exp = config.experiment
     tasks = tasks if tasks is not None else make_tasks(exp)
     chance = chance if chance is not None else {name: task.chance() for name, task in tasks.items()}
