@@ -6,7 +6,6 @@ normalised per example or per token."""
 import json
 import os
 import random
-import subprocess
 import sys
 from functools import partial
 from pathlib import Path
@@ -188,7 +187,7 @@ TINY = ["train.steps=3", "train.batch_size=6", "eval.every=3", "eval.n=4", "eval
         "model.threads=1", "model.bf16=false"]
 
 
-def test_transferlab_run_with_two_processes_logs_the_one_process_losses(micro_organism, tmp_path):
+def test_transferlab_run_with_two_processes_logs_the_one_process_losses(micro_organism, warm_cli, tmp_path):
     """The shipped LoRA config through `transferlab run --processes 2`: rank 0 runs the loop and writes
     the folder, rank 1 serves; the training log equals a one-process run's, the checkpoint is the
     adapter alone."""
@@ -196,11 +195,10 @@ def test_transferlab_run_with_two_processes_logs_the_one_process_losses(micro_or
     from transferlab.train.loop import run_experiment
 
     overrides = [f"model.name={micro_organism}", *TINY]
-    result = subprocess.run([sys.executable, "-m", "transferlab.cli", "run", "default_lora", "--quiet",
-                             "--processes", "2", "--out", str(tmp_path / "two"),
-                             *[a for o in overrides for a in ("--set", o)]],
-                            capture_output=True, text=True, timeout=300, check=False,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    # the command forks from the warm CLI server (tests/warm_cli.py); the ranks it launches start afresh
+    result = warm_cli.run(["-m", "transferlab.cli", "run", "default_lora", "--quiet", "--processes", "2",
+                           "--out", str(tmp_path / "two"), *[a for o in overrides for a in ("--set", o)]],
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stderr
     assert "processes = 2" in (tmp_path / "two" / "config.toml").read_text()
     run_experiment(load_config("default_lora", overrides=overrides), tmp_path / "one", quiet=True)
