@@ -156,3 +156,31 @@ def test_transfer_has_no_interval_below_two_seeds_and_none_without_a_ceiling():
     assert np.isnan(row["transfer_seed_low"]) and np.isnan(row["transfer_seed_high"])
     per_seed, over = transfer(final, ceiling=None)
     assert per_seed.empty and over.empty
+
+
+def test_the_learning_criterion_is_a_rise_beyond_two_standard_errors():
+    from transferlab.experiments.rl.learning import reward_rise
+
+    flat = pd.DataFrame({"step": range(1, 9), "reward": [0.2, 0.3, 0.2, 0.3, 0.3, 0.2, 0.3, 0.2]})
+    verdict = reward_rise(flat, window=4)
+    assert verdict["rise"] == pytest.approx(0.0) and not verdict["learns"]
+    rising = flat.assign(reward=[0.2, 0.3, 0.2, 0.3, 0.6, 0.7, 0.6, 0.7])
+    verdict = reward_rise(rising, window=4)
+    se = np.sqrt(2 * np.var([0.2, 0.3, 0.2, 0.3], ddof=1) / 4)
+    assert (verdict["rise"], verdict["se"]) == pytest.approx((0.4, se)) and verdict["learns"]
+    with pytest.raises(ValueError, match="cannot hold two windows"):
+        reward_rise(flat, window=5)
+
+
+def test_each_rl_run_gets_the_learning_verdict_on_its_own_steps():
+    from transferlab.experiments.rl.hacking_results import learning
+
+    rising = [0.1, 0.2, 0.1, 0.2, 0.5, 0.6, 0.5, 0.6, 0.9]
+    log = pd.DataFrame([{"phase": "warm_start", "seed": 0, "condition": "warm_start", "step": 1, "reward": np.nan}]
+                       + [{"phase": "rl", "seed": s, "condition": c, "step": i + 1,
+                           "reward": rising[i] if c == "deployment" else 0.3 + 0.1 * (i % 2)}
+                          for s in (0, 1) for c in ("deployment", "ceiling") for i in range(9)])
+    table = learning(log).set_index(["condition", "seed"])
+    assert len(table) == 4 and (table["window"] == 3).all()
+    assert table.loc[("deployment", 0), "learns"] and not table.loc[("ceiling", 1), "learns"]
+    assert table.loc[("deployment", 1), "rise"] == pytest.approx(np.mean([0.6, 0.5, 0.6, 0.9][1:]) - np.mean(rising[:3]))

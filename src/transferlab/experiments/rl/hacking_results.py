@@ -9,6 +9,8 @@
                     the warm-start as a share of the ceiling's gain under the same eval prompt, per
                     seed (same warm-start) and over seeds (t-interval, unbounded: a share can pass 1
                     or fall below 0; none where the ceiling gained nothing)
+    learning.csv    per (condition, seed): did the rollout reward rise beyond noise (learning.py),
+                    first third of the RL steps against the last third
     train_log.csv   every warm-start and RL step
 """
 
@@ -19,6 +21,7 @@ import pandas as pd
 
 from transferlab.experiments.common import rates, read_jsonl, spread
 from transferlab.experiments.rl.hacking_config import RLHackingConfig
+from transferlab.experiments.rl.learning import reward_rise
 from transferlab.results.metrics import NORM_GAP_BOUNDS, between_seed_interval
 from transferlab.results.run_folder import RunFolder
 
@@ -44,9 +47,22 @@ def write_hacking_results(folder: RunFolder, config: RLHackingConfig) -> None:
     folder.write_table(folder.path / "table.csv", table)
     folder.write_table(folder.path / "transfer_per_seed.csv", per_seed)
     folder.write_table(folder.path / "transfer.csv", over_seeds)
-    folder.write_table(folder.train_log, read_jsonl(folder.path / "train_log.jsonl"))
+    log = read_jsonl(folder.path / "train_log.jsonl")
+    folder.write_table(folder.train_log, log)
+    folder.write_table(folder.path / "learning.csv", learning(log))
     plot_hacking(table, final, over_seeds, folder.figures / "rl_inoculation.png", config)
     write_kind_report(folder.path)
+
+
+def learning(log: pd.DataFrame) -> pd.DataFrame:
+    """The learning criterion per RL run: the last third of its steps' reward against the first third."""
+    rows = []
+    rl = log[log["phase"] == "rl"] if "phase" in log else log.iloc[:0]
+    for (condition, seed), steps in rl.groupby(["condition", "seed"], sort=False):
+        window = len(steps) // 3
+        if window >= 2:
+            rows.append({"condition": condition, "seed": seed, **reward_rise(steps, window)})
+    return pd.DataFrame(rows)
 
 
 def ceiling_name(config: RLHackingConfig) -> str | None:

@@ -28,6 +28,7 @@ from transferlab.experiments.common import printer, read_jsonl, start_folder
 from transferlab.experiments.report import write_kind_report
 from transferlab.experiments.rl.config import COMPONENTS, RLConfig
 from transferlab.experiments.rl.figures import plot_rl
+from transferlab.experiments.rl.learning import reward_rise
 from transferlab.experiments.rl.rollouts import (
     Group,
     draw_prompts,
@@ -223,5 +224,8 @@ def write_rl_results(folder: RunFolder, config: RLConfig, chance: dict | None = 
     if (folder.path / "rl_metrics.jsonl").exists():
         folder.write_table(folder.path / "rl_metrics.csv", read_jsonl(folder.path / "rl_metrics.jsonl"))
     if folder.train_log.exists():
-        plot_rl(pd.read_csv(folder.train_log), folder.figures / "rl.png", title=f"{config.name} (seed {config.seed})")
+        log = pd.read_csv(folder.train_log)
+        plot_rl(log, folder.figures / "rl.png", title=f"{config.name} (seed {config.seed})")
+        if len(log) // 3 >= 2:  # the learning criterion: last third of the steps' reward against the first
+            folder.write_table(folder.path / "learning.csv", pd.DataFrame([reward_rise(log, len(log) // 3)]))
     write_kind_report(folder.path)
