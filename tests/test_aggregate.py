@@ -205,18 +205,22 @@ def test_variants_split_runs_only_on_settings_other_than_the_seed():
 
 
 @pytest.fixture(scope="module")
-def sweep(micro_organism, tmp_path_factory):
-    """2 pairs x 2 seeds of real tiny runs, laid out as a sweep folder."""
-    from transferlab.train.loop import run_experiment
-
+def sweep(micro_organism, warm_cli, tmp_path_factory):
+    """2 pairs x 2 seeds of real tiny runs, laid out as a sweep folder: `transferlab run` four times at
+    once, forked from the warm CLI server (tests/warm_cli.py), one torch thread each."""
     root = tmp_path_factory.mktemp("sweep")
+    started = []
     for pair in PAIRS:
         for seed in SEEDS:
-            config = load_config(None, seed=seed, overrides=[
-                f"model.name={micro_organism}", "model.threads=1", f"pair={pair}", "train.steps=4",
-                "train.batch_size=4", "eval.every=2", "eval.n=4", "eval.n_boot=20", "tasks.invented_facts.n_facts=8",
-            ])  # fmt: skip
-            run_experiment(config, root / "cells" / f"{pair}-seed{seed}", quiet=True)
+            overrides = [f"model.name={micro_organism}", "model.threads=1", f"pair={pair}", "train.steps=4",
+                         "train.batch_size=4", "eval.every=2", "eval.n=4", "eval.n_boot=20",
+                         "tasks.invented_facts.n_facts=8"]
+            started.append(warm_cli.start(["-m", "transferlab.cli", "run", "--quiet", "--seed", str(seed),
+                                           "--out", str(root / "cells" / f"{pair}-seed{seed}"),
+                                           *[a for o in overrides for a in ("--set", o)]]))
+    for process in started:
+        result = process.wait()
+        assert result.returncode == 0, result.stderr
     (root / "manifest.json").write_text("{}")
     return root
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -162,3 +163,4 @@ class WarmCLI:
         self.process.stdin.close()
         self.process.wait(timeout=60)
         self.log.close()
+        shutil.rmtree(self.files, ignore_errors=True)
