@@ -21,15 +21,27 @@ CONFIGS = {
 EVAL_SETS = {"table_lookup": ("fresh",), "chess": ("fresh",), "realtime_qa": ("trained", "held_out")}
 
 
+@pytest.fixture(scope="module")
+def started(micro_organism, warm_cli, tmp_path_factory) -> dict:
+    """`transferlab run <config>` for every config that can run here, all at once (forked from the
+    warm CLI server, tests/warm_cli.py, one torch thread each): name -> (folder, process)."""
+    root = tmp_path_factory.mktemp("shipped")
+    processes = {}
+    for name, extra in CONFIGS.items():
+        if name.endswith("_offline") or SHARED.exists():
+            args = [a for o in [f"model.name={micro_organism}", *TINY, *extra] for a in ("--set", o)]
+            processes[name] = root / name, warm_cli.start(["-m", "transferlab.cli", "run", name, "--quiet",
+                                                           "--out", str(root / name), *args])
+    return processes
+
+
 @pytest.mark.parametrize("name", sorted(CONFIGS))
-def test_shipped_config_runs_end_to_end(name, micro_organism, warm_cli, tmp_path):
+def test_shipped_config_runs_end_to_end(name, started):
     if not name.endswith("_offline") and not SHARED.exists():
         pytest.skip("../shared/data is absent: the real-data configs need its samples")
-    overrides = [f"model.name={micro_organism}", *TINY, *CONFIGS[name]]
-    args = [a for o in overrides for a in ("--set", o)]
-    result = warm_cli.run(["-m", "transferlab.cli", "run", name, "--quiet", "--out", str(tmp_path / "run"), *args])
+    run, process = started[name]
+    result = process.wait()
     assert result.returncode == 0, result.stderr
-    run = tmp_path / "run"
     metrics = pd.read_csv(run / "metrics.csv")
     samples = pd.read_json(run / "samples.jsonl", lines=True)
     other = "chess" if name.startswith("chess") else "realtime_qa"

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 
 import pandas as pd
 import pytest
@@ -56,20 +55,36 @@ def test_an_uninstalled_tracker_is_refused_before_any_work(monkeypatch):
         load_config(None, overrides=["track.backend=wandb"])
 
 
-def run(warm_cli, model, out, crash_at: str = "") -> subprocess.CompletedProcess:
-    """The CLI command in a process of its own (forked warm: tests/warm_cli.py)."""
-    command = ["-m", "transferlab.cli", "run", "--out", str(out), "--set", f"model.name={model}",
-               *KNOBS, "--quiet", "--track", "tensorboard"]
-    return warm_cli.run(command, env={**os.environ, "TRANSFERLAB_CRASH_AT": crash_at})
+@pytest.fixture(scope="module")
+def tracked(micro_organism, warm_cli, tmp_path_factory) -> dict:
+    """Per installed tracker: a run killed inside its last checkpoint (step 4), when steps 3-4 and the
+    step-4 evaluation are already logged, then resumed; (folder, killed, finished). The trackers' runs
+    go side by side, forked from the warm CLI server (tests/warm_cli.py), one torch thread each."""
+    import importlib.util
+
+    root = tmp_path_factory.mktemp("tracked")
+    backends = [b for b in ("tensorboard", "wandb") if importlib.util.find_spec(b) is not None]
+
+    def start(backend: str, crash_at: str):
+        command = ["-m", "transferlab.cli", "run", "--out", str(root / backend / "run"),
+                   "--set", f"model.name={micro_organism}", *KNOBS, "--quiet", "--track", backend]
+        env = {**os.environ, "TRANSFERLAB_CRASH_AT": crash_at}
+        if backend == "wandb":
+            command += ["--set", "track.offline=true"]
+            env.update(WANDB_SILENT="true", WANDB_DIR=str(root / backend))
+        return warm_cli.start(command, env=env)
+
+    killed = {b: start(b, "checkpoint:2") for b in backends}
+    killed = {b: p.wait() for b, p in killed.items()}
+    finished = {b: start(b, "") for b in backends}
+    finished = {b: p.wait() for b, p in finished.items()}
+    return {b: (root / b / "run", killed[b], finished[b]) for b in backends}
 
 
-def test_a_tracked_run_killed_past_its_checkpoint_resumes_into_the_same_tensorboard_log(micro_organism, warm_cli,
-                                                                                         tmp_path):
-    out = tmp_path / "run"
-    # killed inside the last checkpoint (step 4): steps 3-4 and the step-4 evaluation are already in the log
-    killed = run(warm_cli, micro_organism, out, crash_at="checkpoint:2")
+def test_a_tracked_run_killed_past_its_checkpoint_resumes_into_the_same_tensorboard_log(tracked):
+    out, killed, finished = tracked["tensorboard"]
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
-    assert run(warm_cli, micro_organism, out).returncode == 0
+    assert finished.returncode == 0, finished.stderr[-2000:]
     assert len(list((out / "tensorboard").glob("events.out.tfevents.*"))) == 2  # the same log dir, continued
 
     log = event_accumulator.EventAccumulator(str(out / "tensorboard"), size_guidance={"images": 0, "tensors": 0})
@@ -147,16 +162,10 @@ def wandb_history(records) -> dict[int, dict]:
     return rows
 
 
-def test_a_wandb_offline_run_killed_past_its_checkpoint_resumes_the_same_wandb_run(micro_organism, warm_cli,
-                                                                                  tmp_path):
+def test_a_wandb_offline_run_killed_past_its_checkpoint_resumes_the_same_wandb_run(tracked):
     pytest.importorskip("wandb")
-    out = tmp_path / "run"
-    command = ["-m", "transferlab.cli", "run", "--out", str(out), "--set", f"model.name={micro_organism}",
-               *KNOBS, "--quiet", "--track", "wandb", "--set", "track.offline=true"]
-    env = {**os.environ, "WANDB_SILENT": "true", "WANDB_DIR": str(tmp_path)}
-    killed = warm_cli.run(command, env={**env, "TRANSFERLAB_CRASH_AT": "checkpoint:2"})
+    out, killed, finished = tracked["wandb"]
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
-    finished = warm_cli.run(command, env=env)
     assert finished.returncode == 0, finished.stderr[-2000:]
 
     run_id = json.loads((out / "tracking.json").read_text())["run_id"]
