@@ -27,6 +27,13 @@ TASK_COLOURS = plt.get_cmap("tab10").colors  # the grid gives each task (column)
 LEGEND_INCHES = 0.7  # room under the grid for its legend
 Y_LIMITS = (-0.2, 1.05)
 NOT_LEARNED_NOTE = "no gap: trained accuracy\nnot above chance"
+CUT_FIRST_NOTE = "no gap: cut before the trained\naccuracy rose above chance"
+
+
+def no_gap_note(cut_any: bool) -> str:
+    """Why a panel has no gap curve: nothing learned, or the curve cut (swapped adherence under the
+    floor) before anything was learned, where the accuracy may well rise later."""
+    return CUT_FIRST_NOTE if cut_any else NOT_LEARNED_NOTE
 
 
 def plot_gap(
@@ -228,7 +235,7 @@ def _draw_grid_panel(ax, rows: pd.DataFrame, colour, floor: float) -> float:
                         lw=0, interpolate=True)
     ax.plot(kept["step"], kept["mean"], color=colour, lw=2, marker="o", ms=3.5)
     if len(kept) and kept["mean"].isna().all():
-        ax.text(0.5, 0.5, NOT_LEARNED_NOTE, transform=ax.transAxes, ha="center", color="dimgrey", fontsize=8)
+        ax.text(0.5, 0.5, no_gap_note(bool(cut.any())), transform=ax.transAxes, ha="center", color="dimgrey", fontsize=8)
     if cut.any():
         first = steps[np.argmax(cut)]
         ax.axvline(first, color=CUT_COLOUR, ls=":", lw=1.5)
@@ -317,8 +324,8 @@ def _draw_gap_panel(ax, summary: pd.DataFrame, cut_label: str) -> None:
     kept = ~cut
     ax.fill_between(steps[kept], low[kept], high[kept], color=GAP_COLOUR, alpha=0.2, lw=0, label="gap band")
     ax.plot(steps[kept], gap[kept], color=GAP_COLOUR, lw=2, marker="o", ms=3, label="performance gap")
-    if np.isnan(gap).all():
-        ax.text(0.5, 0.5, NOT_LEARNED_NOTE, transform=ax.transAxes, ha="center", color="dimgrey", fontsize=8)
+    if np.isnan(gap[kept]).all():
+        ax.text(0.5, 0.5, no_gap_note(bool(cut.any())), transform=ax.transAxes, ha="center", color="dimgrey", fontsize=8)
     if cut.any():
         first_cut = int(np.argmax(cut))
         after = slice(max(first_cut - 1, 0), None)  # join the grey part to the last kept point
