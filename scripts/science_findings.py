@@ -52,9 +52,10 @@ def measure(summary: pd.DataFrame, pair: str, task: tuple[str, str], name: str, 
 
 
 def measurement_table(gaps: pd.DataFrame, summary: pd.DataFrame) -> str:
-    """One row per (pair, task): trained and swapped accuracy, final gap, swapped adherence, off task."""
+    """One row per (pair, task): trained and swapped accuracy, final gap, swapped adherence, off task.
+    A seed has a gap where the capability was learned before the adherence cut (gaps.csv's rule)."""
     final = last_step(summary)
-    lines = ["| pair | task | seeds learned / run | acc trained (last step) | acc swapped | final gap [between-seed 95%] "
+    lines = ["| pair | task | seeds with a gap / run | acc trained (last step) | acc swapped | final gap [between-seed 95%] "
              "| swapped adherence (last / lowest mean) | off task, swapped |",
              "|---|---|---|---|---|---|---|---|"]
     for pair in PAIRS:
@@ -67,11 +68,12 @@ def measurement_table(gaps: pd.DataFrame, summary: pd.DataFrame) -> str:
             lowest = summary[(summary["pair"] == pair) & (summary["task"] == task[0]) & (summary["eval_set"] == task[1])
                              & (summary["measure"] == "adherence") & (summary["prompt"] == "swapped")]["mean"].min()
             off = measure(final, pair, task, "off_task", "swapped")
+            step = "—" if pd.isna(g["step"]) else int(g["step"])
             lines.append(
                 f"| {pair} | {task[0]}/{task[1]} | {int(g['n_seeds'])} / {int(g['n_runs'])} "
                 f"| {fmt(acc_t['mean'], acc_t['between_seed_ci_low'], acc_t['between_seed_ci_high'])} "
                 f"| {fmt(acc_s['mean'], acc_s['between_seed_ci_low'], acc_s['between_seed_ci_high'])} "
-                f"| {fmt(g['gap'], g['between_seed_ci_low'], g['between_seed_ci_high'])} (step {g['step']}) "
+                f"| {fmt(g['gap'], g['between_seed_ci_low'], g['between_seed_ci_high'])} (step {step}) "
                 f"| {fmt(adh['mean'], adh['between_seed_ci_low'], adh['between_seed_ci_high'])} / {lowest:.2f} "
                 f"| {fmt(off['mean'], off['between_seed_ci_low'], off['between_seed_ci_high']) if off is not None else '—'} |")
     return "\n".join(lines)
