@@ -13,6 +13,7 @@ import random
 import signal
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pandas as pd
 import pytest
@@ -37,6 +38,41 @@ def run(warm_cli, model, out, crash_at: str | None = None, quiet: bool = True) -
     return warm_cli.run(command(model, out, quiet), env={**os.environ, "TRANSFERLAB_CRASH_AT": crash_at or ""})
 
 
+CRASHES = ["train-step:3", "append:1", "checkpoint:1", "checkpoint-swap:1", "append:2", "figures:1", "results:1"]
+
+
+def kill_at_every_fragile_place(warm_cli, model, out) -> tuple[list, subprocess.CompletedProcess]:
+    """One run, killed again and again: each resumed process dies at the next place on CRASHES; then
+    one runs to the end. What each killed process left: (place, exit code, its stderr, finished-looking)."""
+    killed = []
+    for crash_at in CRASHES:
+        result = run(warm_cli, model, out, crash_at)
+        killed.append((crash_at, result.returncode, result.stderr[-2000:], (out / "gaps.csv").exists()))
+    return killed, run(warm_cli, model, out, quiet=False)
+
+
+def kill_at_random_moments(warm_cli, model, out) -> subprocess.CompletedProcess:
+    rng = random.Random(11)
+    for _ in range(3):
+        process = warm_cli.start(command(model, out))
+        time.sleep(rng.uniform(0.5, 4.0))  # a forked run starts at once (no imports) and takes a few seconds
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    return run(warm_cli, model, out)
+
+
+@pytest.fixture(scope="module")
+def kill_sequences(micro_organism, warm_cli, tmp_path_factory):
+    """Both sequences at once, each a chain of forked processes on its own folder, from threads of this
+    process (which meanwhile runs the reference): the second core works too."""
+    root = tmp_path_factory.mktemp("killed")
+    with ThreadPoolExecutor(2) as pool:
+        yield {"fragile": (root / "fragile", pool.submit(kill_at_every_fragile_place, warm_cli, micro_organism,
+                                                         root / "fragile")),
+               "random": (root / "random", pool.submit(kill_at_random_moments, warm_cli, micro_organism,
+                                                       root / "random"))}
+
+
 @pytest.fixture(scope="module")
 def reference(micro_organism, tmp_path_factory):
     """The uninterrupted run, in this test process: another process than the forked ones, so with
@@ -56,31 +92,23 @@ def assert_same_results(folder, reference) -> None:
     assert list(ours["loss"]) == list(theirs["loss"]) and list(ours["tokens"]) == list(theirs["tokens"])
 
 
-def test_kills_at_every_fragile_place_resume_to_the_uninterrupted_result(micro_organism, reference, warm_cli,
-                                                                          tmp_path):
-    out = tmp_path / "run"
-    # one run, killed again and again: each resumed process dies at the next place on the list
-    crashes = ["train-step:3", "append:1", "checkpoint:1", "checkpoint-swap:1", "append:2", "figures:1",
-               "results:1"]
-    for crash_at in crashes:
-        result = run(warm_cli, micro_organism, out, crash_at)
-        assert result.returncode == -signal.SIGKILL, f"{crash_at}: {result.stderr[-2000:]}"
-        assert not (out / "gaps.csv").exists(), "a killed run must not look finished"
-    result = run(warm_cli, micro_organism, out, quiet=False)
+# kill_sequences before reference: the kills start first, and the reference runs while they do
+def test_kills_at_every_fragile_place_resume_to_the_uninterrupted_result(kill_sequences, reference):
+    out, sequence = kill_sequences["fragile"]
+    killed, result = sequence.result()
+    assert [k[0] for k in killed] == CRASHES
+    for crash_at, returncode, stderr, finished in killed:
+        assert returncode == -signal.SIGKILL, f"{crash_at}: {stderr}"
+        assert not finished, f"{crash_at}: a killed run must not look finished"
     assert result.returncode == 0, result.stderr
     assert "from its checkpoint at step 6" in result.stderr and "training had finished" in result.stderr
     assert_same_results(out, reference)
     assert not list((out / "checkpoints").glob(".*")), "no temporary checkpoint is left behind"
 
 
-def test_kills_at_random_moments_resume_to_the_uninterrupted_result(micro_organism, reference, warm_cli, tmp_path):
-    out, rng = tmp_path / "run", random.Random(11)
-    for _ in range(3):
-        process = warm_cli.start(command(micro_organism, out))
-        time.sleep(rng.uniform(0.5, 4.0))  # a forked run starts at once (no imports) and takes a few seconds
-        process.send_signal(signal.SIGKILL)
-        process.wait()
-    result = run(warm_cli, micro_organism, out)
+def test_kills_at_random_moments_resume_to_the_uninterrupted_result(kill_sequences, reference):
+    out, sequence = kill_sequences["random"]
+    result = sequence.result()
     assert result.returncode == 0, result.stderr
     assert_same_results(out, reference)
 

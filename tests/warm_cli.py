@@ -9,8 +9,8 @@ Python does) or the code (`-c`) as `__main__`. A SystemExit, an uncaught excepti
 wraps nothing around the child's code. The results come back as a `subprocess.CompletedProcess`.
 
 What a fork cannot make fresh, and the tests that depend on it keep a real subprocess:
-- the hash seed (every child shares the server's): test_resume's uninterrupted reference run is a
-  real process, so byte equality with it still spans two hash seeds;
+- the hash seed (every child shares the server's): test_resume's uninterrupted reference run is in
+  the test process, not a fork, so byte equality with it still spans two hash seeds;
 - variables Python reads only at start-up (PYTHONHASHSEED, PYTHONPATH, PYTHONWARNINGS);
 - module state set at import from the environment: the one case in transferlab, the crash point
   (`TRANSFERLAB_CRASH_AT`, read at import), is re-read in the child from the child's environment.
@@ -20,10 +20,13 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 # Everything `transferlab run` imports that takes time, including what transformers loads lazily
@@ -33,8 +36,8 @@ PRELOAD = ["torch", "transformers", "transformers.models.llama.modeling_llama", 
            "transferlab.train.loop", "transferlab.experiments.cli", "transferlab.backends.distributed",
            "transferlab.backends.memory", "transferlab.report", "transferlab.llm.client"]
 
-SERVER = r'''
-import gc, importlib, json, os, runpy, signal, sys, time, types
+SERVER = r"""
+import gc, importlib, json, os, runpy, select, signal, sys, types
 PROTOCOL_IN, PROTOCOL_OUT = os.dup(0), os.dup(1)
 for name in sys.argv[1:]:
     importlib.import_module(name)
@@ -47,7 +50,7 @@ def reply(message):
 
 
 def become(request):
-    """In the forked child: the process `python <argv>` would start, up to running its code."""
+    # In the forked child: the process `python <argv>` would start, up to running its code.
     reader.close()
     os.close(PROTOCOL_OUT)
     os.chdir(request["cwd"])
@@ -63,29 +66,35 @@ def become(request):
         crash_points._ARMED = os.environ.get("TRANSFERLAB_CRASH_AT", "")
 
 
-def wait(pid, timeout):
-    deadline = time.monotonic() + timeout
-    while True:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return {"returncode": os.waitstatus_to_exitcode(status)}
-        if time.monotonic() > deadline:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-            return {"timeout": True}
-        time.sleep(0.02)
+def reap(children):
+    # Report every child that has ended: {"exited": pid, "returncode": like Popen's}.
+    while children:
+        pid, status = os.waitpid(-1, os.WNOHANG)
+        if not pid:
+            return
+        children.discard(pid)
+        reply({"exited": pid, "returncode": os.waitstatus_to_exitcode(status)})
 
 
 reply({"ready": True})
-for line in reader:
+children = set()
+while True:
+    reap(children)
+    if not select.select([reader], [], [], 0.02)[0]:
+        continue
+    line = reader.readline()
+    if not line:
+        break
     request = json.loads(line)
-    if "wait" in request:
-        reply(wait(request["wait"], request["timeout"]))
+    if "signal" in request:  # only to a child not yet reaped: its pid cannot name another process
+        if request["signal"] in children:
+            os.kill(request["signal"], request["number"])
         continue
     sys.stdout.flush()
     sys.stderr.flush()
     pid = os.fork()
     if pid:
+        children.add(pid)
         reply({"pid": pid})
         continue
     become(request)
@@ -101,7 +110,9 @@ for line in reader:
         sys.modules["__main__"] = main = types.ModuleType("__main__")  # a fresh namespace, as `python -c` runs in
         exec(compile(target, "<string>", "exec"), main.__dict__)
     sys.exit(0)
-'''
+for pid in children:  # the tests are done: what still runs is no one's
+    os.kill(pid, signal.SIGKILL)
+"""
 
 
 class WarmProcess:
@@ -111,50 +122,92 @@ class WarmProcess:
         self.server, self.pid, self.argv, self.stdout, self.stderr = server, pid, argv, stdout, stderr
 
     def send_signal(self, sig: int) -> None:
-        os.kill(self.pid, sig)
+        self.server.signal(self.pid, sig)
 
     def wait(self, timeout: float = 300) -> subprocess.CompletedProcess:
-        answer = self.server.ask({"wait": self.pid, "timeout": timeout})
+        returncode = self.server.returncode(self.pid, timeout)
         out, err = (p.read_text(errors="replace") for p in (self.stdout, self.stderr))
         self.stdout.unlink()
         self.stderr.unlink()
-        if answer.get("timeout"):
+        if returncode is None:
             raise subprocess.TimeoutExpired(self.argv, timeout, out, err)
-        return subprocess.CompletedProcess(self.argv, answer["returncode"], out, err)
+        return subprocess.CompletedProcess(self.argv, returncode, out, err)
 
 
 class WarmCLI:
     """The server; `run(argv)` stands for `subprocess.run([sys.executable, *argv], capture_output=True,
-    text=True)`, `start(argv)` for a Popen."""
+    text=True)`, `start(argv)` for a Popen. Threads may start and wait for children at once."""
 
     def __init__(self, preload: list[str] = PRELOAD):
         self.files = Path(tempfile.mkdtemp(prefix="warm_cli-"))
         self.log = (self.files / "server.log").open("wb")
         self.process = subprocess.Popen([sys.executable, "-c", SERVER, *preload], stdin=subprocess.PIPE,
                                         stdout=subprocess.PIPE, stderr=self.log, cwd=os.getcwd())
-        self.count, self.ready = 0, False
+        self.count, self.exited, self.started, self.alive = 0, {}, queue.Queue(), True
+        self.requesting, self.changed = threading.Lock(), threading.Condition()
+        self.ready = threading.Event()
+        threading.Thread(target=self.listen, name="warm CLI replies", daemon=True).start()
 
-    def ask(self, request: dict) -> dict:
-        if not self.ready:
-            self.ready = self.read().get("ready", False)
-        self.process.stdin.write((json.dumps(request) + "\n").encode())
-        self.process.stdin.flush()
-        return self.read()
+    def listen(self) -> None:
+        """The one reader of the server's replies: a started child's pid, or a child's end."""
+        for line in self.process.stdout:
+            message = json.loads(line)
+            if "ready" in message:
+                self.ready.set()
+            elif "pid" in message:
+                self.started.put(message["pid"])
+            else:
+                with self.changed:
+                    self.exited[message["exited"]] = message["returncode"]
+                    self.changed.notify_all()
+        with self.changed:
+            self.alive = False
+            self.changed.notify_all()
+        self.ready.set()
+        self.started.put(None)
 
-    def read(self) -> dict:
-        line = self.process.stdout.readline()
-        if not line:
-            raise RuntimeError(f"the warm CLI server died: {(self.files / 'server.log').read_text()[-3000:]}")
-        return json.loads(line)
+    def died(self) -> RuntimeError:
+        return RuntimeError(f"the warm CLI server died: {(self.files / 'server.log').read_text()[-3000:]}")
 
     def start(self, argv: list[str], env: dict | None = None) -> WarmProcess:
-        self.count += 1
-        stdout, stderr = self.files / f"{self.count}.out", self.files / f"{self.count}.err"
-        stdout.touch()
-        stderr.touch()
-        pid = self.ask({"argv": argv, "env": dict(os.environ if env is None else env), "cwd": os.getcwd(),
-                        "stdout": str(stdout), "stderr": str(stderr)})["pid"]
+        with self.requesting:
+            self.count += 1
+            stdout, stderr = self.files / f"{self.count}.out", self.files / f"{self.count}.err"
+            stdout.touch()
+            stderr.touch()
+            self.ready.wait()
+            request = {"argv": argv, "env": dict(os.environ if env is None else env), "cwd": os.getcwd(),
+                       "stdout": str(stdout), "stderr": str(stderr)}
+            try:
+                self.process.stdin.write((json.dumps(request) + "\n").encode())
+                self.process.stdin.flush()
+            except BrokenPipeError:
+                raise self.died() from None
+            pid = self.started.get()
+        if pid is None:
+            raise self.died()
         return WarmProcess(self, pid, [sys.executable, *argv], stdout, stderr)
+
+    def signal(self, pid: int, number: int) -> None:
+        with self.requesting:
+            self.process.stdin.write((json.dumps({"signal": pid, "number": number}) + "\n").encode())
+            self.process.stdin.flush()
+
+    def returncode(self, pid: int, timeout: float) -> int | None:
+        """The child's exit code (minus the signal that ended it); None if it ran past `timeout`, which
+        kills it, as subprocess.run's timeout does."""
+        ended = lambda: pid in self.exited or not self.alive
+        with self.changed:
+            in_time = self.changed.wait_for(ended, timeout)
+        if not in_time:  # signalled outside the lock: the reply reader may need it meanwhile
+            self.signal(pid, signal.SIGKILL)
+            with self.changed:
+                self.changed.wait_for(ended)
+        with self.changed:
+            if pid not in self.exited:
+                raise self.died()
+            code = self.exited.pop(pid)
+        return code if in_time else None
 
     def run(self, argv: list[str], env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
         return self.start(argv, env).wait(timeout)
