@@ -7,7 +7,6 @@ scorer's accuracy is known exactly in advance; one test runs our micro organism 
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -166,11 +165,10 @@ main()
 """
 
 
-def test_inspect_cli_finds_our_tasks_through_the_entry_point(tmp_path):
-    done = subprocess.run(
-        [sys.executable, "-c", OFFLINE_CLI, "eval", "transferlab/table_lookup", "-T", "propensity=bold", "-T", "n=4",
-         "--model", "mockllm/model", "--log-dir", str(tmp_path), "--display", "plain"],
-        check=False, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+def test_inspect_cli_finds_our_tasks_through_the_entry_point(warm_cli, tmp_path):
+    done = warm_cli.run(  # `python -c OFFLINE_CLI`, forked from the warm CLI server (tests/warm_cli.py)
+        ["-c", OFFLINE_CLI, "eval", "transferlab/table_lookup", "-T", "propensity=bold", "-T", "n=4",
+         "--model", "mockllm/model", "--log-dir", str(tmp_path), "--display", "plain"], timeout=120, cwd=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     [path] = tmp_path.glob("*.eval")
     log = read_eval_log(str(path))
@@ -180,14 +178,13 @@ def test_inspect_cli_finds_our_tasks_through_the_entry_point(tmp_path):
     assert (scores["correct"]["accuracy"], scores["adherent"]["accuracy"]) == (0.0, 0.0)
 
 
-def test_inspect_hf_provider_runs_our_organism_folder(micro_organism, tmp_path):
+def test_inspect_hf_provider_runs_our_organism_folder(micro_organism, warm_cli, tmp_path):
     pytest.importorskip("accelerate")  # inspect's hf provider loads with a device_map, which needs it
-    done = subprocess.run(
-        [str(INSPECT), "eval", "transferlab/table_lookup", "-T", "pair=bold_plain", "-T", "n=2",
+    done = warm_cli.run(  # the `inspect` script's code, forked from the warm CLI server (tests/warm_cli.py)
+        ["-c", INSPECT.read_text(), "eval", "transferlab/table_lookup", "-T", "pair=bold_plain", "-T", "n=2",
          "--model", f"hf/{micro_organism}", "-M", "do_sample=false", "--max-tokens", "8",
          "--log-dir", str(tmp_path / "logs"), "--display", "plain"],
-        check=False, capture_output=True, text=True, timeout=180, cwd=tmp_path,
-        env={**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"})
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}, timeout=180, cwd=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     [path] = (tmp_path / "logs").glob("*.eval")
     log = read_eval_log(str(path))

@@ -169,14 +169,14 @@ class WarmCLI:
     def died(self) -> RuntimeError:
         return RuntimeError(f"the warm CLI server died: {(self.files / 'server.log').read_text()[-3000:]}")
 
-    def start(self, argv: list[str], env: dict | None = None) -> WarmProcess:
+    def start(self, argv: list[str], env: dict | None = None, cwd: Path | str | None = None) -> WarmProcess:
         with self.requesting:
             self.count += 1
             stdout, stderr = self.files / f"{self.count}.out", self.files / f"{self.count}.err"
             stdout.touch()
             stderr.touch()
             self.ready.wait()
-            request = {"argv": argv, "env": dict(os.environ if env is None else env), "cwd": os.getcwd(),
+            request = {"argv": argv, "env": dict(os.environ if env is None else env), "cwd": str(cwd or os.getcwd()),
                        "stdout": str(stdout), "stderr": str(stderr)}
             try:
                 self.process.stdin.write((json.dumps(request) + "\n").encode())
@@ -209,8 +209,9 @@ class WarmCLI:
             code = self.exited.pop(pid)
         return code if in_time else None
 
-    def run(self, argv: list[str], env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-        return self.start(argv, env).wait(timeout)
+    def run(self, argv: list[str], env: dict | None = None, timeout: float = 300,
+            cwd: Path | str | None = None) -> subprocess.CompletedProcess:
+        return self.start(argv, env, cwd).wait(timeout)
 
     def close(self) -> None:
         self.process.stdin.close()
