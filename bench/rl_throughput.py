@@ -24,7 +24,7 @@ What "the same work" leaves different, and how it is measured:
 - The completions are sampled independently (different random streams), so their lengths differ
   a little; the mean completion length of each contender is printed beside its time.
 
-    python bench/rl_throughput.py                     # both reward modes, ~5-6 minutes on one thread
+    python bench/rl_throughput.py --probe-reference   # both reward modes, ~5 minutes on one thread
     python bench/rl_throughput.py --quick             # smoke check, ~1 minute
     python bench/rl_throughput.py --reward mixed      # the like-for-like step only
 
@@ -376,8 +376,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="2 rounds of 3 steps, mixed reward, no trl+ref")
     parser.add_argument("--reward", choices=["grader", "mixed", "both"], default="both")
-    parser.add_argument("--steps", type=int, default=5, help="steps per contender per round")
-    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--steps", type=int, default=4, help="steps per contender per round")
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--probe-reference", action="store_true",
                         help="also time our reference scoring against a packed, completion-only version")
