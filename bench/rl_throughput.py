@@ -24,7 +24,7 @@ What "the same work" leaves different, and how it is measured:
 - The completions are sampled independently (different random streams), so their lengths differ
   a little; the mean completion length of each contender is printed beside its time.
 
-    python bench/rl_throughput.py --probe-reference   # both reward modes, ~5 minutes on one thread
+    python bench/rl_throughput.py --probe-reference   # both reward modes, ~3-5 minutes on one thread
     python bench/rl_throughput.py --quick             # smoke check, ~1 minute
     python bench/rl_throughput.py --reward mixed      # the like-for-like step only
 
@@ -315,6 +315,34 @@ def probe_reference(config, batches, threads: int) -> None:
           f"largest |difference| in a log-prob {worst:.1e}")
 
 
+@torch.inference_mode()
+def probe_prefill(config, batches) -> None:
+    """How much of our sampling is the prefill, and what prefilling each distinct prompt once (then
+    copying its cache to its G rows, as HFBackend.sample does for shared prefixes) would leave:
+    roll_out, the prefill of its B x G left-padded rows, and the prefill of the B prompts alone,
+    alternating on the same prompts."""
+    from transferlab.backends.rl_sampling import left_padded
+
+    exp = config.experiment
+    backend = open_backend(exp.model, check_memory_batch(config))
+    tokenizer, G = backend.tokenizer, config.rl.group_size
+    full, rows, distinct = [], [], []
+    for drawn in batches:
+        encoded = [render_prompt(tokenizer, p, exp.model.thinking) for _, _, p in drawn]
+        for _ in range(2):
+            t = time.perf_counter()
+            roll_out(backend, drawn, G, config.rollout_tokens(), config.rl.temperature)
+            full.append(time.perf_counter() - t)
+            for prompts, times in (([e for e in encoded for _ in range(G)], rows), (encoded, distinct)):
+                ids, mask = left_padded(prompts, tokenizer.pad_token_id)
+                t = time.perf_counter()
+                backend.model(input_ids=ids, attention_mask=mask, logits_to_keep=1)
+                times.append(time.perf_counter() - t)
+    print(f"\nsampling of one step ({len(batches)} steps, each twice, alternating): roll_out {median(full) * 1e3:.0f} ms, "
+          f"of which the prefill of its {len(drawn) * G} left-padded rows {median(rows) * 1e3:.0f} ms; the prefill of "
+          f"the {len(drawn)} distinct prompts alone {median(distinct) * 1e3:.0f} ms (median)")
+
+
 def measure(config, mode: str, args, out: str) -> dict[str, float]:
     """One reward mode: fresh contenders, a warm-up, then `rounds` alternating rounds of `steps` steps."""
     tie_break = TIE_BREAK if mode == "mixed" else 0.0
@@ -375,12 +403,15 @@ def measure(config, mode: str, args, out: str) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="2 rounds of 3 steps, mixed reward, no trl+ref")
-    parser.add_argument("--reward", choices=["grader", "mixed", "both"], default="both")
+    parser.add_argument("--reward", choices=["grader", "mixed", "both", "none"], default="both",
+                        help="none: only the probes asked for")
     parser.add_argument("--steps", type=int, default=4, help="steps per contender per round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--probe-reference", action="store_true",
                         help="also time our reference scoring against a packed, completion-only version")
+    parser.add_argument("--probe-prefill", action="store_true",
+                        help="also time the prefill within our sampling, per row and per distinct prompt")
     args = parser.parse_args()
     if args.quick:
         args.steps, args.rounds = 3, 2
@@ -394,7 +425,7 @@ def main() -> None:
     print(f"organism ({exp.model.name}), fp32; B = {exp.train.batch_size} prompts x G = {rl.group_size} completions "
           f"per step, at most {config.rollout_tokens()} tokens each, temperature {rl.temperature}; rewards "
           f"{rl.rewards}; loss normalization {exp.train.loss_normalization!r}; judge {exp.eval.judge!r}")
-    modes = ["grader", "mixed"] if args.reward == "both" else [args.reward]
+    modes = {"both": ["grader", "mixed"], "none": []}.get(args.reward, [args.reward])
     results = {}
     with tempfile.TemporaryDirectory() as out:
         for mode in modes:
@@ -402,6 +433,10 @@ def main() -> None:
             results[mode] = measure(config, mode, args, out)
     if args.probe_reference:
         probe_reference(config, drawn_prompts(config, make_tasks(exp), args.steps), args.threads)
+    if args.probe_prefill:
+        probe_prefill(config, drawn_prompts(config, make_tasks(exp), args.steps))
+    if not modes:
+        return
     print()
     for mode, rates in results.items():
         trl = {n: v for n, v in rates.items() if n != "ours"}
