@@ -92,6 +92,31 @@ def test_sampled_token_logprobs_equal_a_forward_passs_log_softmax(micro_backend)
     assert len(texts) > 3  # sampled, not greedy
 
 
+@pytest.mark.parametrize("temperature", [0.0, 1.0], ids=["greedy", "sampled"])
+def test_prompts_prefilled_once_sample_what_each_row_prefilled_alone_samples(micro_backend, monkeypatch, temperature):
+    """Each distinct prompt's cache is computed once and copied to its num_samples rows; with the same
+    seed the completions are those of rows that each prefill their own prompt (chunks of 5 rows cut
+    through the groups of 3, and the prompts differ in length)."""
+    from transferlab.backends import rl_sampling
+
+    ps = prompts(6, seed=9)
+    assert len({len(render_prompt(micro_backend.tokenizer, p)) for p in ps}) > 1
+    torch.manual_seed(3)
+    shared = rl_sampling.hf_sample_sequences(micro_backend, ps, 3, 8, temperature, batch_size=5)
+
+    def each_row_alone(backend, seqs, owners, pad):
+        ids, mask = rl_sampling.left_padded(seqs, pad)
+        return ids, mask, {}
+
+    monkeypatch.setattr(rl_sampling, "_prefilled_once", each_row_alone)
+    torch.manual_seed(3)
+    alone = rl_sampling.hf_sample_sequences(micro_backend, ps, 3, 8, temperature, batch_size=5)
+    assert [[s.tokens for s in g] for g in shared] == [[s.tokens for s in g] for g in alone]
+    for g, h in zip(shared, alone):
+        for s, t in zip(g, h):
+            assert s.logprobs == pytest.approx(t.logprobs, abs=1e-4)
+
+
 def test_token_logprobs_of_a_batch_equal_one_sequence_at_a_time(micro_backend):
     datums = rollouts(micro_backend)
     scored = micro_backend.token_logprobs(datums)

@@ -13,6 +13,8 @@ tests/test_rl_backend.py checks against a plain forward pass.
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 
 from transferlab.core import Datum, Message, SampledSequence
@@ -54,11 +56,11 @@ def hf_sample_sequences(backend, prompts: list[list[Message]], num_samples: int,
     out: list[list[SampledSequence]] = [[] for _ in prompts]
     for start in range(0, len(rows), batch_size):
         chunk = rows[start:start + batch_size]
-        ids, mask = left_padded([encoded[i] for i in chunk], pad)
+        ids, mask, reuse = _prefilled_once(backend, [encoded[i] for i in chunk], chunk, pad)
         with backend._autocast():
             generated = model.generate(input_ids=ids.to(backend.device), attention_mask=mask.to(backend.device),
                                        max_new_tokens=max_tokens, pad_token_id=pad, eos_token_id=stops,
-                                       output_scores=True, return_dict_in_generate=True, **sampling)
+                                       output_scores=True, return_dict_in_generate=True, **reuse, **sampling)
         new = generated.sequences[:, ids.size(1):]
         scores = torch.stack(generated.scores, 1).float()  # (rows, new tokens, vocabulary)
         logprobs = scores.log_softmax(-1).gather(-1, new.unsqueeze(-1)).squeeze(-1)
@@ -66,6 +68,36 @@ def hf_sample_sequences(backend, prompts: list[list[Message]], num_samples: int,
             tokens, lps = _until_stop(new[row].tolist(), logprobs[row].tolist(), stops)
             out[i].append(SampledSequence(tuple(tokens), tuple(lps), reply_text(tokenizer, tokens)))
     return out
+
+
+def _prefilled_once(backend, seqs: list[list[int]], owners: list[int], pad: int):
+    """Rows for `generate` whose prompts (all but their last token) ran once per distinct prompt:
+    a chunk holds each prompt `num_samples` times, so the prompt's cache is computed once and copied
+    to its rows, as HFBackend.sample shares prefixes. A row reads [pad, prompt[:-1] | last token];
+    the mask skips the pad and positions count real tokens, so each row sees its prompt alone.
+    Returns the input ids, the attention mask and the cache argument (empty for one-token prompts)."""
+    distinct = list(dict.fromkeys(owners))
+    first = {owner: seqs[owners.index(owner)] for owner in distinct}
+    if min(len(seq) for seq in first.values()) < 2:
+        ids, mask = left_padded(seqs, pad)
+        return ids, mask, {}
+    model = backend.model
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # PEFT
+    accepts = inspect.signature(base.forward).parameters
+    cache_name = "cache" if "cache" in accepts else "past_key_values"  # transformers 5 renamed it
+    keep = {"logits_to_keep": 1} if "logits_to_keep" in accepts else {}
+    prefix, prefix_mask = left_padded([first[o][:-1] for o in distinct], pad)
+    positions = (prefix_mask.cumsum(1) - 1).clamp(min=0)
+    with backend._autocast():
+        prefilled = model(input_ids=prefix.to(backend.device), attention_mask=prefix_mask.to(backend.device),
+                          position_ids=positions.to(backend.device), use_cache=True, **keep)
+    copies = torch.tensor([distinct.index(o) for o in owners])
+    cache = getattr(prefilled, cache_name)
+    cache.reorder_cache(copies.to(backend.device))  # one copy of its prompt's cache per row
+    last = torch.tensor([[seq[-1]] for seq in seqs], dtype=torch.long)
+    ids = torch.cat([prefix[copies], last], 1)
+    mask = torch.cat([prefix_mask[copies], torch.ones_like(last)], 1)
+    return ids, mask, {cache_name: cache}
 
 
 @torch.inference_mode()
