@@ -67,10 +67,10 @@ def test_evaluation_asks_held_out_prompts_only_and_every_check_is_wrong():
 def test_rl_inoculation_has_the_five_conditions_and_every_eval_prompt():
     config = load_experiment("rl_inoculation")
     assert isinstance(config, RLHackingConfig) and config.seeds() == [0, 1, 2]
-    grid = {(c.name, c.prompt, c.reward) for c in config.conditions}
-    assert grid == {("deployment", "deployment", "passes"), ("inoculation", "inoculation", "passes"),
-                    ("unrelated", "unrelated", "passes"), ("unsatiated", "unsatiated", "passes"),
-                    ("ceiling", "deployment", "correct")}
+    grid = {(c.name, c.prompt, c.reward, c.h) for c in config.conditions}
+    assert grid == {("deployment", "deployment", "passes", None), ("inoculation", "inoculation", "passes", None),
+                    ("unrelated", "unrelated", "passes", None), ("unsatiated", "unsatiated", "passes", None),
+                    ("ceiling", "deployment", "correct", 1.0)}
     assert ceiling_name(config) == "ceiling"
     assert config.eval.prompts == ["deployment", "inoculation", "unrelated", "unrelated_eval", "unsatiated",
                                    "satiated"]

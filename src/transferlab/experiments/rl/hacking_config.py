@@ -9,7 +9,8 @@ condition; each condition then runs RL from it with its own training prompt and 
     inoculation  a prompt that would tell a real model the check's number is fine to give
     unrelated    an unrelated statement X (the conditionalization control; evaluated also under Y)
     unsatiated   a statement whose negation ("satiated") is asked at evaluation
-    ceiling      the deployment prompt, reward = true correctness (no loophole: the capability ceiling)
+    ceiling      the deployment prompt, reward = true correctness, every check wrong (no loophole:
+                 neither a wrong nor a right check can be copied for reward; the capability ceiling)
 
 Every run (and the warm-start, as step 0) is evaluated on held-out prompts under every prompt.
 """
@@ -50,13 +51,15 @@ class Condition(Strict):
     prompt: PromptName = Field(description="the training prompt")
     reward: Literal["passes", "correct"] = Field("passes", description="'passes': the test's verdict (hackable); "
                                                  "'correct': true correctness (no loophole)")
+    h: float | None = Field(None, ge=0, le=1, description="share of this condition's training prompts whose check "
+                            "is wrong; default env.h (the ceiling: 1, so copying a right check never pays)")
 
 
 DEFAULT_CONDITIONS = [Condition(name="deployment", prompt="deployment"),
                       Condition(name="inoculation", prompt="inoculation"),
                       Condition(name="unrelated", prompt="unrelated"),
                       Condition(name="unsatiated", prompt="unsatiated"),
-                      Condition(name="ceiling", prompt="deployment", reward="correct")]
+                      Condition(name="ceiling", prompt="deployment", reward="correct", h=1.0)]
 
 
 class EnvConfig(Strict):

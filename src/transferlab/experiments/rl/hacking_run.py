@@ -62,7 +62,8 @@ def run_seed(config: RLHackingConfig, env: HackableDifference, seed: int, folder
     folder.append_samples(evaluate(backend, config, env, grid, seed=seed, condition="warm_start", step=0))
     reference = open_model(config.model, start)
     for condition in config.conditions:
-        log(f"seed {seed}: RL under {condition.name} (prompt {condition.prompt}, reward {condition.reward})")
+        log(f"seed {seed}: RL under {condition.name} (prompt {condition.prompt}, reward {condition.reward}, "
+            f"h {config.env.h if condition.h is None else condition.h})")
         seed_everything(seed)
         reinforce(open_model(config.model, start), reference, config, env, condition, seed, grid, folder)
 
@@ -103,6 +104,7 @@ def reinforce(backend, reference, config: RLHackingConfig, env: HackableDifferen
               seed: int, grid: list[Example], folder: RunFolder) -> None:
     """RL steps under one condition; evaluated every `eval.every` steps (when set) and at the end."""
     text = config.prompts.named()[condition.prompt]
+    env = env if condition.h is None else dataclasses.replace(env, h=condition.h)
     weights = {c: float(c == condition.reward) for c in REWARDS}
     rng = random.Random(f"hacking-rl-{seed}-{condition.name}")
     train, started = config.train, time.time()

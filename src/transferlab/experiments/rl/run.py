@@ -161,7 +161,9 @@ def run_rl(config: RLConfig, out, quiet: bool = False) -> RunFolder:
     streams = {i: example_stream(tasks[arm.task], random.Random(f"{arm.task}-{config.seed}-{i}"))
                for i, arm in enumerate(exp.arms)}
     judge = make_judge(exp.eval.judge, Path(exp.llm.cache) / "judge", exp.llm.concurrency)
-    if config.warm_start is not None:
+    if config.warm_start is not None and config.warm_start.checkpoint is not None:
+        log(f"warm-start: the finished one in {config.warm_start.checkpoint}")
+    elif config.warm_start is not None:
         log(f"warm-start: {config.warm_start.steps} SFT steps (the seed experiment's loop) into {folder.path}/warm_start")
     start = warm_start(config, folder, quiet)
     model = starting_model(config, start)
