@@ -8,12 +8,14 @@ Python does) or the code (`-c`) as `__main__`. A SystemExit, an uncaught excepti
 1), atexit handlers and a SIGKILL end it exactly as they end a fresh interpreter: the serving loop
 wraps nothing around the child's code. The results come back as a `subprocess.CompletedProcess`.
 
-What a fork cannot make fresh, and the tests that depend on it keep a real subprocess:
+What a fork cannot make fresh, and how the tests allow for it:
 - the hash seed (every child shares the server's): test_resume's uninterrupted reference run is in
   the test process, not a fork, so byte equality with it still spans two hash seeds;
-- variables Python reads only at start-up (PYTHONHASHSEED, PYTHONPATH, PYTHONWARNINGS);
+- variables Python reads only at start-up (PYTHONHASHSEED, PYTHONPATH, PYTHONWARNINGS): no test sets them;
 - module state set at import from the environment: the one case in transferlab, the crash point
   (`TRANSFERLAB_CRASH_AT`, read at import), is re-read in the child from the child's environment.
+Commands still started in a fresh interpreter: test_run_end_to_end's complete run, the ranks that
+`--processes 2` launches, and test_serve_clients' `inspect` executable.
 """
 
 from __future__ import annotations
