@@ -127,6 +127,21 @@ def test_token_logprobs_of_a_batch_equal_one_sequence_at_a_time(micro_backend):
         assert lp[0] == 0.0 and len(lp) == len(d.input_ids)
 
 
+def test_weighted_only_scores_the_completions_as_the_whole_sequence_does(micro_backend):
+    """The reference scoring of RL (`weighted_only`: the projection runs only where a completion
+    token is predicted) gives the full scoring's values at weighted tokens and 0 elsewhere."""
+    datums = rollouts(micro_backend, n=5, group=3)
+    full = micro_backend.token_logprobs(datums)
+    weighted = micro_backend.token_logprobs(datums, weighted_only=True)
+    assert any(w == 0 for d in datums for w in d.weights) and any(w > 0 for d in datums for w in d.weights)
+    for d, f, w in zip(datums, full, weighted):
+        assert len(w) == len(d.input_ids)
+        assert [v for v, wt in zip(w, d.weights) if wt == 0] == [0.0] * sum(wt == 0 for wt in d.weights)
+        assert [v for v, wt in zip(w, d.weights) if wt > 0] == pytest.approx(
+            [v for v, wt in zip(f, d.weights) if wt > 0], abs=1e-5)
+        assert any(v < 0 for v, wt in zip(w, d.weights) if wt > 0)
+
+
 def test_importance_sampling_arithmetic_on_numbers():
     """-sum(w * exp(lp - q) * A): its value, and its gradient w * ratio * -A, by hand."""
     lp = torch.tensor([-1.0, -2.0, -0.5], requires_grad=True)

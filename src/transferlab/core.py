@@ -72,14 +72,15 @@ class Backend(Protocol):
     Datum) or "importance_sampling" (RL on RLDatum: -ratio x advantage per token, ratio =
     exp(logprob now - logprob when sampled); backends/rl_loss.py).
     `sample_sequences` gives `num_samples` completions per prompt with their token log-probabilities;
-    `token_logprobs` scores given sequences with the current weights."""
+    `token_logprobs` scores given sequences with the current weights (`weighted_only`: just the
+    tokens each datum weights, 0 elsewhere: an RL rollout's completion)."""
 
     def forward_backward(self, datums: list[Datum], loss_fn: str = "cross_entropy") -> float: ...
 
     def sample_sequences(self, prompts: list[list[Message]], num_samples: int, max_tokens: int,
                          temperature: float = 1.0) -> list[list[SampledSequence]]: ...
 
-    def token_logprobs(self, datums: list[Datum]) -> list[list[float]]: ...
+    def token_logprobs(self, datums: list[Datum], weighted_only: bool = False) -> list[list[float]]: ...
 
     def optim_step(self, lr: float) -> None: ...
 

@@ -152,8 +152,8 @@ class DataParallelBackend:
     def sample_sequences(self, prompts, num_samples: int, max_tokens: int, temperature: float = 1.0, **kwargs):
         return self._call("sample_sequences", list(prompts), num_samples, max_tokens, temperature, kwargs)
 
-    def token_logprobs(self, datums: list[Datum]) -> list[list[float]]:
-        return self._call("token_logprobs", list(datums))
+    def token_logprobs(self, datums: list[Datum], weighted_only: bool = False) -> list[list[float]]:
+        return self._call("token_logprobs", list(datums), weighted_only)
 
     def save_state(self, path) -> None:
         self._call("save_state", str(path))
@@ -226,8 +226,8 @@ class DataParallelBackend:
         """Each process samples a share of the prompts (all of them, in step, under FSDP)."""
         return self._shared("sample_sequences", prompts, num_samples, max_tokens, temperature, **kwargs)
 
-    def _token_logprobs(self, datums: list[Datum]) -> list[list[float]]:
-        return self._shared("token_logprobs", datums)
+    def _token_logprobs(self, datums: list[Datum], weighted_only: bool = False) -> list[list[float]]:
+        return self._shared("token_logprobs", datums, weighted_only=weighted_only)
 
     def _shared(self, name: str, items: list, *args, **kwargs) -> list:
         """`inner.<name>(items, ...)` with the items dealt round-robin to the processes and the

@@ -247,9 +247,10 @@ class HFBackend:
         """`num_samples` completions per prompt with each token's sampling log-probability (for RL)."""
         return hf_sample_sequences(self, prompts, num_samples, max_tokens, temperature, batch_size)
 
-    def token_logprobs(self, datums: list[Datum]) -> list[list[float]]:
-        """Each token's log-probability under the current weights (0 for the first)."""
-        return hf_token_logprobs(self, datums)
+    def token_logprobs(self, datums: list[Datum], weighted_only: bool = False) -> list[list[float]]:
+        """Each token's log-probability under the current weights (0 for the first; with
+        `weighted_only`, 0 for every token the datum does not weight)."""
+        return hf_token_logprobs(self, datums, weighted_only=weighted_only)
 
     def save_state(self, path: str | Path) -> None:
         """Weights, tokenizer and optimizer, so a run can resume or be reopened with from_pretrained.

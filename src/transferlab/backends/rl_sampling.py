@@ -101,9 +101,14 @@ def _prefilled_once(backend, seqs: list[list[int]], owners: list[int], pad: int)
 
 
 @torch.inference_mode()
-def hf_token_logprobs(backend, datums: list[Datum], batch_size: int = 32) -> list[list[float]]:
+def hf_token_logprobs(backend, datums: list[Datum], batch_size: int = 32,
+                      weighted_only: bool = False) -> list[list[float]]:
     """Per token, log p(token | the tokens before it) under the current weights; the first token,
-    which nothing predicts, gets 0. Right-padded batches: causal attention never sees the padding."""
+    which nothing predicts, gets 0. Right-padded batches: causal attention never sees the padding.
+    `weighted_only`: only the tokens a datum weights (an RL datum's completion) are scored, the rest
+    get 0; the vocabulary projection then runs at those positions alone (most of a rollout is prompt)."""
+    if weighted_only:
+        return _weighted_token_logprobs(backend, datums, batch_size)
     model = backend.model
     model.eval()
     pad = backend.tokenizer.pad_token_id
@@ -121,6 +126,44 @@ def hf_token_logprobs(backend, datums: list[Datum], batch_size: int = 32) -> lis
             logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits
         picked = logits[:, :-1].float().log_softmax(-1).gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
         out += [[0.0] + picked[row, :len(d.input_ids) - 1].tolist() for row, d in enumerate(chunk)]
+    return out
+
+
+@torch.inference_mode()
+def _weighted_token_logprobs(backend, datums: list[Datum], batch_size: int) -> list[list[float]]:
+    """hf_token_logprobs at the weighted tokens only: the output projection (a forward pre-hook on
+    it) sees just the hidden states that predict a weighted token, so its cost follows the
+    completions, not the prompts."""
+    model = backend.model
+    model.eval()
+    pad = backend.tokenizer.pad_token_id
+    out: list[list[float]] = []
+    for start in range(0, len(datums), batch_size):
+        chunk = datums[start:start + batch_size]
+        width = max(len(d.input_ids) for d in chunk)
+        ids = torch.full((len(chunk), width), pad, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        scored = [(row, t) for row, d in enumerate(chunk) for t in range(1, len(d.input_ids)) if d.weights[t] > 0]
+        for row, d in enumerate(chunk):
+            ids[row, :len(d.input_ids)] = torch.tensor(d.input_ids)
+            mask[row, :len(d.input_ids)] = 1
+        row_of = torch.tensor([r for r, _ in scored], dtype=torch.long)
+        before = torch.tensor([t - 1 for _, t in scored], dtype=torch.long)  # the position predicting token t
+        where = (row_of * width + before).to(backend.device)
+        hook = model.get_output_embeddings().register_forward_pre_hook(
+            lambda _, args: (args[0].reshape(-1, args[0].size(-1))[where].unsqueeze(0),))
+        try:
+            with backend._autocast():
+                logits = model(input_ids=ids.to(backend.device), attention_mask=mask.to(backend.device),
+                               use_cache=False).logits[0]
+        finally:
+            hook.remove()
+        targets = ids[row_of, before + 1].to(backend.device)
+        picked = logits.float().log_softmax(-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1).tolist()
+        rows = [[0.0] * len(d.input_ids) for d in chunk]
+        for (row, t), value in zip(scored, picked):
+            rows[row][t] = value
+        out += rows
     return out
 
 
@@ -146,11 +189,15 @@ def tinker_sample_sequences(backend, prompts: list[list[Message]], num_samples: 
     return out
 
 
-def tinker_token_logprobs(backend, datums: list[Datum]) -> list[list[float]]:
-    """The service's compute_logprobs on each whole sequence (the first token's None becomes 0)."""
+def tinker_token_logprobs(backend, datums: list[Datum], weighted_only: bool = False) -> list[list[float]]:
+    """The service's compute_logprobs on each whole sequence (the first token's None becomes 0;
+    `weighted_only`: unweighted tokens too, as hf_token_logprobs gives them)."""
     from transferlab.backends.tinker import tinker_types
 
     types = tinker_types()
     sampler = backend.sampling_client()
     futures = [sampler.compute_logprobs(types.ModelInput.from_ints(list(d.input_ids))) for d in datums]
-    return [[0.0 if v is None else float(v) for v in f.result()] for f in futures]
+    scores = [[0.0 if v is None else float(v) for v in f.result()] for f in futures]
+    if weighted_only:
+        scores = [[v if w > 0 else 0.0 for v, w in zip(row, d.weights)] for row, d in zip(scores, datums)]
+    return scores

@@ -215,11 +215,11 @@ class TinkerBackend:
 
         return tinker_sample_sequences(self, prompts, num_samples, max_tokens, temperature)
 
-    def token_logprobs(self, datums: list[Datum]) -> list[list[float]]:
+    def token_logprobs(self, datums: list[Datum], weighted_only: bool = False) -> list[list[float]]:
         """Each token's log-probability under the current weights (the service's compute_logprobs)."""
         from transferlab.backends.rl_sampling import tinker_token_logprobs
 
-        return tinker_token_logprobs(self, datums)
+        return tinker_token_logprobs(self, datums, weighted_only)
 
     def save_state(self, path: str | Path) -> None:
         """The service keeps the weights and Adam moments (for ROLLING_TTL; `close` keeps the last
