@@ -56,7 +56,7 @@ from transferlab.experiments.rl.rollouts import (
     score,
     sequence_datum,
 )
-from transferlab.experiments.rl.run import check_memory_batch, open_reference, rl_batch
+from transferlab.experiments.rl.run import check_memory_batch, completion_logprobs, open_reference, rl_batch
 from transferlab.judges import judge_each, make_judge
 from transferlab.train.render import render_prompt, reply_text, stop_token_ids
 from transferlab.train.schedule import lr_at
@@ -104,10 +104,7 @@ class Ours:
             g.components["correct"] = [v + self.tie_break * k for k, v in enumerate(g.components["correct"])]
         t2 = time.perf_counter()
         prompt_ids = prompt_token_ids(backend, groups)
-        every = [sequence_datum(p, s) for p, g in zip(prompt_ids, groups) for s in g.sequences]
-        scored = self.reference.token_logprobs(every)
-        completions = [lp[len(d.input_ids) - len(s.tokens):] for lp, d, s in
-                       zip(scored, every, [s for g in groups for s in g.sequences])]
+        completions = completion_logprobs(self.reference, prompt_ids, groups)  # run_rl's own reference scoring
         t3 = time.perf_counter()
         datums, stats = rl_batch(groups, prompt_ids, completions, config)
         if datums:  # every group uniform: no gradient, and no optimizer step

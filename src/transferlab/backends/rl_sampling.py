@@ -151,7 +151,7 @@ def _weighted_token_logprobs(backend, datums: list[Datum], batch_size: int) -> l
         before = torch.tensor([t - 1 for _, t in scored], dtype=torch.long)  # the position predicting token t
         where = (row_of * width + before).to(backend.device)
         hook = model.get_output_embeddings().register_forward_pre_hook(
-            lambda _, args: (args[0].reshape(-1, args[0].size(-1))[where].unsqueeze(0),))
+            lambda _, args, where=where: (args[0].reshape(-1, args[0].size(-1))[where].unsqueeze(0),))
         try:
             with backend._autocast():
                 logits = model(input_ids=ids.to(backend.device), attention_mask=mask.to(backend.device),

@@ -90,7 +90,7 @@ def completion_logprobs(reference, prompt_ids: list[list[int]], groups: list[Gro
     """Each completion's token log-probs under `reference` (groups in order, completions in order)."""
     sequences = [s for g in groups for s in g.sequences]
     every = [sequence_datum(p, s) for p, g in zip(prompt_ids, groups) for s in g.sequences]
-    scored = reference.token_logprobs(every)
+    scored = reference.token_logprobs(every, weighted_only=True)  # the completions alone
     return [lp[len(d.input_ids) - len(s.tokens):] for lp, d, s in zip(scored, every, sequences)]
 
 
