@@ -63,6 +63,8 @@ def plot_transfer(ax, transfer: pd.DataFrame, conditions: list[str]) -> None:
     shown = np.isfinite(low) & np.isfinite(high)
     ax.errorbar(x[shown], mean[shown], yerr=[mean[shown] - low[shown], high[shown] - mean[shown]], fmt="none",
                 ecolor="black", capsize=3, lw=0.8)
+    for i in np.flatnonzero(~np.isfinite(mean)):
+        ax.text(x[i], 0.02, "n/a: the ceiling\ngained nothing", ha="center", va="bottom", fontsize=7)
     ax.axhline(0, color="black", lw=0.6)
     ax.axhline(1, color="grey", lw=0.6, ls="--")
     ax.set_xticks(x, [f"train: {c}" for c in conditions], fontsize=8)
