@@ -41,7 +41,7 @@ def write_hacking_results(folder: RunFolder, config: RLHackingConfig) -> None:
     summary = spread(final, ["condition", "eval_prompt"], MEASURES)
     table = summary[["condition", "eval_prompt", "n_seeds", "n", *[f"{m}_{s}" for m in MEASURES for s in STATS]]]
     table = order(table, config)
-    per_seed, over_seeds = transfer(final, ceiling=ceiling_name(config))
+    per_seed, over_seeds = (order(t, config) if len(t) else t for t in transfer(final, ceiling=ceiling_name(config)))
     folder.write_table(folder.metrics, per_run)
     folder.write_table(folder.path / "before_rl.csv", table[table["condition"] == BASELINE])
     folder.write_table(folder.path / "table.csv", table)
@@ -81,7 +81,7 @@ def order(table: pd.DataFrame, config: RLHackingConfig) -> pd.DataFrame:
     conditions = [BASELINE, *[c.name for c in config.conditions]]
     rank = {(c, p): (i, j) for i, c in enumerate(conditions) for j, p in enumerate(config.eval.prompts)}
     keys = [rank.get((c, p), (len(conditions), 0)) for c, p in zip(table["condition"], table["eval_prompt"])]
-    return table.iloc[sorted(range(len(table)), key=keys.__getitem__)].reset_index(drop=True)
+    return table.iloc[sorted(range(len(table)), key=keys.__getitem__)].reset_index(drop=True)  # stable: seeds stay in order
 
 
 def transfer(final: pd.DataFrame, ceiling: str | None) -> tuple[pd.DataFrame, pd.DataFrame]:
