@@ -55,8 +55,8 @@ def measurement_table(gaps: pd.DataFrame, summary: pd.DataFrame) -> str:
     """One row per (pair, task): trained and swapped accuracy, final gap, swapped adherence, off task.
     A seed has a gap where the capability was learned before the adherence cut (gaps.csv's rule)."""
     final = last_step(summary)
-    lines = ["| pair | task | seeds with a gap / run | acc trained (last step) | acc swapped | final gap [between-seed 95%] "
-             "| swapped adherence (last / lowest mean) | off task, swapped |",
+    lines = [("| pair | task | seeds with a gap / run | acc trained (last step) | acc swapped | final gap [between-seed 95%] "
+             "| swapped adherence (last / lowest mean) | off task, swapped |"),
              "|---|---|---|---|---|---|---|---|"]
     for pair in PAIRS:
         for task in (CAPABILITY, MEMORISED):

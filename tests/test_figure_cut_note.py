@@ -5,10 +5,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
+from test_figures import synthetic_samples
 
 from transferlab.results.figures import _draw_grid_panel, gap_figure
 from transferlab.results.metrics import gap_metrics
-from test_figures import synthetic_samples
 
 
 @pytest.fixture(autouse=True)
@@ -52,6 +52,6 @@ def grid_rows(cut_frac: list[float]) -> pd.DataFrame:
     ([0.0, 0.0, 0.0], "not above chance", "cut before"),
 ], ids=["cut-first", "never-learned"])
 def test_grid_panel_says_why_there_is_no_gap(cut_frac, expected, absent):
-    fig, ax = plt.subplots()
+    _fig, ax = plt.subplots()
     _draw_grid_panel(ax, grid_rows(cut_frac), "tab:blue", 0.5)
     assert expected in notes(ax) and absent not in notes(ax)
