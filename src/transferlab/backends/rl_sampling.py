@@ -32,6 +32,18 @@ def left_padded(seqs: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Te
     return ids, mask
 
 
+def right_padded(seqs, pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token rows left-aligned, padded on the right with `pad`, with the attention mask of their real
+    tokens (for scoring: causal attention never looks right, so the padding changes nothing)."""
+    width = max(map(len, seqs))
+    ids = torch.full((len(seqs), width), pad, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for row, seq in enumerate(seqs):
+        ids[row, :len(seq)] = torch.tensor(seq, dtype=torch.long)
+        mask[row, :len(seq)] = 1
+    return ids, mask
+
+
 def _until_stop(tokens: list[int], logprobs: list[float], stops: list[int]) -> tuple[list[int], list[float]]:
     """A completion up to and including its first stop token (what follows is padding)."""
     end = next((i + 1 for i, t in enumerate(tokens) if t in stops), len(tokens))
@@ -115,12 +127,7 @@ def hf_token_logprobs(backend, datums: list[Datum], batch_size: int = 32,
     out: list[list[float]] = []
     for start in range(0, len(datums), batch_size):
         chunk = datums[start:start + batch_size]
-        width = max(len(d.input_ids) for d in chunk)
-        ids = torch.full((len(chunk), width), pad, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for row, d in enumerate(chunk):
-            ids[row, :len(d.input_ids)] = torch.tensor(d.input_ids)
-            mask[row, :len(d.input_ids)] = 1
+        ids, mask = right_padded([d.input_ids for d in chunk], pad)
         ids, mask = ids.to(backend.device), mask.to(backend.device)
         with backend._autocast():
             logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits
@@ -140,13 +147,9 @@ def _weighted_token_logprobs(backend, datums: list[Datum], batch_size: int) -> l
     out: list[list[float]] = []
     for start in range(0, len(datums), batch_size):
         chunk = datums[start:start + batch_size]
-        width = max(len(d.input_ids) for d in chunk)
-        ids = torch.full((len(chunk), width), pad, dtype=torch.long)
-        mask = torch.zeros_like(ids)
+        ids, mask = right_padded([d.input_ids for d in chunk], pad)
+        width = ids.size(1)
         scored = [(row, t) for row, d in enumerate(chunk) for t in range(1, len(d.input_ids)) if d.weights[t] > 0]
-        for row, d in enumerate(chunk):
-            ids[row, :len(d.input_ids)] = torch.tensor(d.input_ids)
-            mask[row, :len(d.input_ids)] = 1
         row_of = torch.tensor([r for r, _ in scored], dtype=torch.long)
         before = torch.tensor([t - 1 for _, t in scored], dtype=torch.long)  # the position predicting token t
         where = (row_of * width + before).to(backend.device)
