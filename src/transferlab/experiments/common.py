@@ -251,3 +251,17 @@ def band(summary: pd.DataFrame, measure: str) -> tuple[np.ndarray, np.ndarray]:
     pooled_low, pooled_high = summary[f"{measure}_pooled_low"].to_numpy(float), summary[f"{measure}_pooled_high"].to_numpy(float)
     missing = ~np.isfinite(low)
     return np.where(missing, pooled_low, np.clip(low, 0, 1)), np.where(missing, pooled_high, np.clip(high, 0, 1))
+
+
+def seed_bars(ax, x: np.ndarray, rows: pd.DataFrame, per_seed: pd.DataFrame, measure: str, key: str,
+              groups: list[str], width: float, *, colour, alpha: float, label: str, dot_size: float) -> None:
+    """One bar per group at `x`: the mean over seeds (`rows`, indexed like `groups`), whiskers from
+    `band`, and each seed's own value (`per_seed`, matched on column `key`) as a black dot."""
+    mean = rows[f"{measure}_mean"].to_numpy(float)
+    low, high = band(rows, measure)
+    ax.bar(x, mean, width, color=colour, alpha=alpha, label=label)
+    ax.errorbar(x, mean, yerr=[np.clip(mean - low, 0, None), np.clip(high - mean, 0, None)], fmt="none",
+                ecolor="black", capsize=2, lw=0.8)
+    for i, group in enumerate(groups):
+        values = per_seed.loc[per_seed[key] == group, measure]
+        ax.scatter(np.full(len(values), x[i]), values, s=dot_size, color="black", zorder=3)

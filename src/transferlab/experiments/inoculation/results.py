@@ -18,7 +18,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from transferlab.experiments.common import band, rates, read_jsonl, save, spread
+from transferlab.experiments.common import band, rates, read_jsonl, save, seed_bars, spread
 from transferlab.results.run_folder import RunFolder
 
 MEASURES = ["undesired", "desired", "correct"]
@@ -89,15 +89,8 @@ def plot_bars(final: pd.DataFrame, last: pd.DataFrame, path: Path, variants=None
         for j, prompt in enumerate(prompts):
             rows = final[final["eval_prompt"] == prompt].set_index("variant").reindex(variants)
             x = np.arange(len(variants)) + (j - (len(prompts) - 1) / 2) * width
-            mean = rows[f"{measure}_mean"].to_numpy(float)
-            low, high = band(rows, measure)
-            ax.bar(x, mean, width, color=PROMPT_COLOURS.get(prompt), alpha=0.75, label=f"eval prompt: {prompt}")
-            ax.errorbar(x, mean, yerr=[np.clip(mean - low, 0, None), np.clip(high - mean, 0, None)], fmt="none",
-                        ecolor="black", capsize=2, lw=0.8)
-            dots = last[last["eval_prompt"] == prompt]
-            for i, variant in enumerate(variants):
-                values = dots.loc[dots["variant"] == variant, measure]
-                ax.scatter(np.full(len(values), x[i]), values, s=6, color="black", zorder=3)
+            seed_bars(ax, x, rows, last[last["eval_prompt"] == prompt], measure, "variant", variants, width,
+                      colour=PROMPT_COLOURS.get(prompt), alpha=0.75, label=f"eval prompt: {prompt}", dot_size=6)
         ax.set_ylim(0, 1.05)
         ax.set_ylabel(TITLES[measure])
         ax.grid(axis="y", alpha=0.25)

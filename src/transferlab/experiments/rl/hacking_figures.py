@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from transferlab.experiments.common import band
+from transferlab.experiments.common import seed_bars
 from transferlab.experiments.rl.hacking_results import BASELINE
 from transferlab.results.figures import plt, save_figure
 
@@ -29,15 +29,8 @@ def plot_hacking(table: pd.DataFrame, final: pd.DataFrame, transfer: pd.DataFram
         for j, prompt in enumerate(prompts):
             rows = table[table["eval_prompt"] == prompt].set_index("condition").reindex(conditions)
             x = np.arange(len(conditions)) + (j - (len(prompts) - 1) / 2) * width
-            mean = rows[f"{measure}_mean"].to_numpy(float)
-            low, high = band(rows, measure)
-            ax.bar(x, mean, width, color=colours[j % 10], alpha=0.8, label=f"eval: {prompt}")
-            ax.errorbar(x, mean, yerr=[np.clip(mean - low, 0, None), np.clip(high - mean, 0, None)], fmt="none",
-                        ecolor="black", capsize=2, lw=0.8)
-            dots = final[final["eval_prompt"] == prompt]
-            for i, condition in enumerate(conditions):
-                values = dots.loc[dots["condition"] == condition, measure]
-                ax.scatter(np.full(len(values), x[i]), values, s=5, color="black", zorder=3)
+            seed_bars(ax, x, rows, final[final["eval_prompt"] == prompt], measure, "condition", conditions, width,
+                      colour=colours[j % 10], alpha=0.8, label=f"eval: {prompt}", dot_size=5)
         ax.set_ylim(0, 1.05)
         ax.set_ylabel(TITLES[measure])
         ax.set_xticks(np.arange(len(conditions)), [f"train: {c}" for c in conditions], fontsize=8)
