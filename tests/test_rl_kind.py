@@ -3,6 +3,7 @@ GRPO and KL penalty, TRL GRPOTrainer's std scaling) on one batch; groups without
 are skipped and counted; one step's datums carry each completion's advantage on its own tokens; and
 `transferlab run rl` writes the seed experiment's folder plus the RL log, table, figure and report."""
 
+import math
 import random
 
 import pandas as pd
@@ -13,7 +14,7 @@ from transferlab.config import ConfigError
 from transferlab.core import Example, SampledSequence
 from transferlab.experiments import load_experiment
 from transferlab.experiments.rl import rl_batch
-from transferlab.experiments.rl.rollouts import Group
+from transferlab.experiments.rl.rollouts import Group, arm_rewards
 from transferlab.train.advantages import group_advantages, kl_penalised, logprob_gaps, mean_kl, uniform
 
 REWARDS = [[1.0, 0.0, 0.0, 1.0], [0.5, 0.5, 0.5, 0.5], [2.0, 0.0, 1.0, 0.25], [0.0, 0.0, 0.0, 1.0]]
@@ -113,6 +114,18 @@ def test_groups_with_no_reward_variance_are_skipped_and_counted():
     assert uniform([0.5, 0.5]) and not uniform([0.5, 0.25])
 
 
+def test_each_arms_reward_is_the_mean_over_its_own_groups_and_nan_when_none_was_drawn():
+    config = load_experiment("rl", overrides=["rl.group_size=3"])
+    arms = config.experiment.arms + [config.experiment.arms[0].model_copy(update={"propensity": "plain"})]
+    groups = groups_with([[1, 1, 0], [0, 0, 0], [1, 1, 1]])
+    groups[1].arm = groups[2].arm = 1
+    rewards = arm_rewards(groups, arms, {"correct": 1.0, "adherent": 0.0})
+    first, second, third = (f"reward_{a.task}_{a.propensity}" for a in arms)
+    assert rewards[first] == pytest.approx(2 / 3) and rewards[second] == pytest.approx(0.5)
+    assert math.isnan(rewards[third])
+    assert arm_rewards(groups, arms, {"correct": 1.0, "adherent": 1.0})[first] == pytest.approx(5 / 3)
+
+
 def test_the_kl_to_the_start_is_logged_and_penalised_only_when_asked():
     groups = groups_with([[1, 0], [1, 0]])
     reference = [[lp - 0.1 * (i + 1) for lp in s.logprobs] for i, s in enumerate(s for g in groups for s in g.sequences)]
@@ -154,6 +167,10 @@ def test_transferlab_run_rl_writes_the_seed_folder_and_the_rl_log(micro_organism
     assert (log["reward"] == log["reward_correct"] + log["reward_adherent"]).all()
     assert log["entropy"].gt(0).all() and log["completion_tokens"].between(1, 4).all()
     assert log["kl"].abs().iloc[0] < 1e-3  # before any step the policy is the reference
+    by_arm = log[["reward_table_lookup_bold", "reward_invented_facts_plain"]]
+    assert by_arm.stack().between(0, 2).all() and by_arm.notna().any(axis=1).all()  # stack drops the NaNs
+    lowest, highest = by_arm.min(axis=1), by_arm.max(axis=1)  # the step's mean lies between its arms'
+    assert (log["reward"].between(lowest - 1e-6, highest + 1e-6)).all()
     metrics = pd.read_csv(run / "metrics.csv")
     assert set(metrics["step"]) == {0, 2} and set(metrics["prompted"]) == {"bold", "plain"}
     rl = pd.read_csv(run / "rl_metrics.csv")  # one row per evaluation after training: steps 1 and 2

@@ -69,6 +69,17 @@ def score(groups: list[Group], arms, tasks: dict, judge) -> None:
         g.components["adherent"] = [float(next(verdicts)) for _ in g.sequences]
 
 
+def arm_rewards(groups: list[Group], arms, weights: dict[str, float]) -> dict[str, float]:
+    """The step's mean reward per arm, as `reward_<task>_<propensity>` (NaN where the step drew no
+    prompt of that arm): the overall mean cannot say which task the reward, and so the learning,
+    comes from."""
+    out = {}
+    for i, arm in enumerate(arms):
+        rewards = [r for g in groups if g.arm == i for r in g.rewards(weights)]
+        out[f"reward_{arm.task}_{arm.propensity}"] = sum(rewards) / len(rewards) if rewards else float("nan")
+    return out
+
+
 def sequence_datum(prompt_ids: Sequence[int], seq: SampledSequence,
                    advantages: Sequence[float] | None = None) -> RLDatum:
     """Prompt + completion as one RLDatum: weight, sampling log-prob and advantage 0 on the prompt."""

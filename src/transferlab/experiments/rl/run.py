@@ -6,7 +6,7 @@ One step: draw prompts, sample G completions each (with their log-probs), reward
 skip and count the groups whose rewards are all equal, give the others group-relative advantages
 (train/advantages.py), score every completion under the starting weights for the KL (penalised in
 the advantages when rl.kl_coef > 0, logged always), then forward_backward("importance_sampling") and
-optim_step. train_log.csv keeps every step's numbers; rl_metrics.csv their means over the steps up to
+optim_step. train_log.csv keeps every step's numbers (the reward also per arm); rl_metrics.csv their means over the steps up to
 each evaluation; samples.jsonl, metrics.csv, gaps.csv and the figures are the seed experiment's.
 """
 
@@ -31,6 +31,7 @@ from transferlab.experiments.rl.figures import plot_rl
 from transferlab.experiments.rl.learning import reward_rise
 from transferlab.experiments.rl.rollouts import (
     Group,
+    arm_rewards,
     draw_prompts,
     example_stream,
     prompt_token_ids,
@@ -183,8 +184,10 @@ def run_rl(config: RLConfig, out, quiet: bool = False) -> RunFolder:
             row = {"step": step, "steps": len(since_eval)} | eval_summary(since_eval)
             folder.append_jsonl(folder.path / "rl_metrics.jsonl", [row])
             since_eval.clear()
-            log(f"step {step}: accuracy {accuracy}; reward {row['reward']:.3f}, mixed groups {row['mixed']:.0%}, "
-                f"KL {row['kl']:.4f}")
+            by_arm = ", ".join(f"{a.task}/{a.propensity} {row[f'reward_{a.task}_{a.propensity}']:.3f}"
+                               for a in exp.arms)
+            log(f"step {step}: accuracy {accuracy}; reward {row['reward']:.3f} ({by_arm}), "
+                f"mixed groups {row['mixed']:.0%}, KL {row['kl']:.4f}")
         else:
             log(f"step {step}: accuracy {accuracy}")
 
@@ -196,6 +199,7 @@ def run_rl(config: RLConfig, out, quiet: bool = False) -> RunFolder:
         score(groups, exp.arms, tasks, judge)
         lr = lr_at(step - 1, exp.train.steps, exp.train.lr, exp.train.warmup)
         loss, trained, stats = learn(backend, reference, groups, config, lr)
+        stats |= arm_rewards(groups, exp.arms, config.rl.rewards)
         tokens += trained
         row = {"step": step, "loss": round(loss, 6), "lr": lr, "tokens": tokens,
                "elapsed_s": round(time.time() - started, 2)} | {k: round(float(v), 6) for k, v in stats.items()}
