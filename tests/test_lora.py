@@ -93,6 +93,31 @@ def test_checkpoint_holds_the_adapter_alone_and_reopens_exactly(micro_organism, 
     assert reopened.forward_backward(datums) == pytest.approx(backend.forward_backward(datums), rel=1e-5)
 
 
+def test_a_lora_checkpoint_as_the_model_name_opens_with_its_adapter_trained_on_or_merged(micro_organism, tmp_path):
+    """A stage's LoRA output named as the next stage's model: the saved adapter, not a fresh one."""
+    torch.manual_seed(0)
+    backend = open_backend(lora_config(micro_organism))
+    datums = batch(backend.tokenizer)
+    for _ in range(3):
+        backend.forward_backward(datums)
+        backend.optim_step(1e-2)
+    backend.save_state(tmp_path / "stage")
+    expected = [x for row in backend.token_logprobs(datums) for x in row]
+    base = [x for row in open_backend(lora_config(micro_organism)).token_logprobs(datums) for x in row]
+    assert max(abs(a - b) for a, b in zip(expected, base)) > 1e-3  # the stage moved the model
+    torch.manual_seed(1)
+    on = open_backend(lora_config(tmp_path / "stage"))
+    assert is_lora(on.model)
+    assert [x for row in on.token_logprobs(datums) for x in row] == pytest.approx(expected, abs=1e-5)
+    before = adapters(on.model)
+    on.forward_backward(datums)
+    on.optim_step(1e-2)  # the loaded adapter is what trains on
+    assert any(not torch.equal(p, before[n]) for n, p in adapters(on.model).items())
+    merged = open_backend(lora_config(tmp_path / "stage", full_finetune=True))
+    assert not is_lora(merged.model)
+    assert [x for row in merged.token_logprobs(datums) for x in row] == pytest.approx(expected, abs=1e-5)
+
+
 def test_loading_an_adapter_of_another_rank_is_refused(micro_organism, tmp_path):
     torch.manual_seed(0)
     open_backend(lora_config(micro_organism, lora_rank=4)).save_state(tmp_path / "r4")

@@ -53,3 +53,23 @@ def test_a_second_run_shares_a_matching_warm_start_and_refuses_another(micro_org
                  tmp_path / "third", quiet=True)
     with pytest.raises(ConfigError, match="is not a finished warm-start"):
         run_kind(tiny(micro_organism, f"warm_start.checkpoint={tmp_path}"), tmp_path / "fourth", quiet=True)
+
+
+def test_under_lora_rl_starts_from_the_warm_starts_adapter_and_a_second_run_shares_it(micro_organism, tmp_path):
+    """A LoRA warm-start saves the adapter alone; RL must train on that adapter, not a fresh one."""
+    lora = ["experiment.model.full_finetune=false", "experiment.model.lora_rank=4", "experiment.eval.n=6",
+            "warm_start.steps=6", "warm_start.lr=0.1"]
+    run = run_kind(tiny(micro_organism, *lora), tmp_path / "run", quiet=True).path
+    checkpoint = run / "warm_start" / "checkpoints" / "latest"
+    assert (checkpoint / "adapter_config.json").exists() and not (checkpoint / "model.safetensors").exists()
+    keys = ["task", "example_id", "prompted"]
+    rl = pd.read_json(run / "samples.jsonl", lines=True)
+    warm = pd.read_json(run / "warm_start" / "samples.jsonl", lines=True)
+    before, after = (warm[warm["step"] == s].set_index(keys)["response"].sort_index() for s in (0, 6))
+    assert not before.equals(after)  # the warm-start changed answers, so a lost adapter would show
+    assert rl[rl["step"] == 0].set_index(keys)["response"].sort_index().equals(after)
+    second = run_kind(tiny(micro_organism, *lora, f"warm_start.checkpoint={checkpoint}", "name=other"),
+                      tmp_path / "second", quiet=True).path
+    assert not (second / "warm_start").exists()
+    shared = pd.read_json(second / "samples.jsonl", lines=True)
+    assert shared[shared["step"] == 0].set_index(keys)["response"].sort_index().equals(after)

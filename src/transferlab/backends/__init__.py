@@ -29,6 +29,8 @@ def open_backend(model_config, batch_size: int | None = None, *, loss_normalizat
     For `hf`: the memory arithmetic first (refusing a run that cannot fit a batch of `batch_size`
     before any weight is read), then the weights in their training dtype, LoRA and gradient
     checkpointing as configured, and, across processes or micro-batches, the data-parallel wrapper.
+    A LoRA checkpoint as the model's name (an earlier stage's output) opens its base with that
+    adapter: training on under LoRA, merged under full fine-tuning.
     Ranks other than 0 hand the result to `serve`."""
     import torch
 
@@ -48,6 +50,8 @@ def open_backend(model_config, batch_size: int | None = None, *, loss_normalizat
             f"{model_config.processes} -m transferlab.cli run ...`")
     distributed.init()
     name = resolve_model(model_config.name)
+    adapter, base = name, lora.adapter_base(name)  # a LoRA checkpoint (a stage's output): its base, then it
+    name = base or name
     if model_config.check_memory:
         try:
             shape = memory.model_shape(name)
@@ -58,6 +62,8 @@ def open_backend(model_config, batch_size: int | None = None, *, loss_normalizat
     model, tokenizer = load_pretrained(name)
     model = model.to(lora.load_dtype(model_config, torch.cuda.is_available()))
     model = lora.prepare_model(model, model_config)
+    if base is not None:
+        model = lora.start_from_adapter(model, adapter, model_config)
     model = distributed.replicate_or_shard(model, model_config.parallel)  # before the optimizer is made
     backend = HFBackend(model, tokenizer, bf16=model_config.bf16, loss_normalization=loss_normalization,
                         weight_decay=weight_decay, thinking=model_config.thinking)

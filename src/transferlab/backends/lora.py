@@ -90,6 +90,36 @@ def load_adapter(model, path: Path) -> None:
                          f"and model.lora_targets against {Path(path) / 'adapter_config.json'}")
 
 
+def adapter_base(path: str | Path) -> str | None:
+    """The base model a LoRA checkpoint folder names (its adapter_config.json), or None where `path`
+    is not a LoRA checkpoint (a model folder, a hub name)."""
+    folder = Path(path)
+    config = folder / "adapter_config.json"
+    if not config.is_file() or (folder / "config.json").exists():
+        return None
+    import json
+
+    base = json.loads(config.read_text()).get("base_model_name_or_path")
+    if not base:
+        raise ValueError(f"{config} names no base model (base_model_name_or_path): open the base as model.name")
+    return base
+
+
+def start_from_adapter(model, path: str | Path, model_config):
+    """`model` (the base, prepared by `prepare_model`) holding the LoRA checkpoint in `path`: under LoRA
+    the adapter trains on from its saved weights; under full fine-tuning it is merged into the weights.
+    (Opening the folder with from_pretrained and then adding LoRA would put fresh adapters over the
+    saved ones: the stage before would be lost.)"""
+    if is_lora(model):
+        load_adapter(model, path)
+        return model
+    from peft import PeftModel
+
+    merged = PeftModel.from_pretrained(model, str(path)).merge_and_unload()
+    merged.requires_grad_(True)  # PEFT froze the base it wrapped; full fine-tuning trains every weight
+    return merged
+
+
 def checkpoint_bytes(model) -> int:
     """What save_state writes: the trainable weights and AdamW's two fp32 moments, plus 10%."""
     params = trainable_parameters(model) if is_lora(model) else list(model.parameters())

@@ -36,7 +36,8 @@ def warm_start(config: RLConfig, folder: RunFolder, quiet: bool = False) -> str 
 def check_same_stage(checkpoint: Path, expected: str) -> None:
     """The checkpoint's stage (the config.toml two folders up) was run with `expected` settings."""
     stored = checkpoint.parent.parent / "config.toml"
-    if not (checkpoint / "config.json").exists() or not stored.exists():
+    weights = (checkpoint / "config.json").exists() or (checkpoint / "adapter_config.json").exists()  # LoRA: the adapter
+    if not weights or not stored.exists():
         raise ConfigError(f"warm_start.checkpoint = {str(checkpoint)!r} is not a finished warm-start: give a run "
                           f"folder's warm_start/checkpoints/latest, or leave warm_start.checkpoint unset to train one")
     differences = describe_differences(tomllib.loads(stored.read_text()), tomllib.loads(expected))
