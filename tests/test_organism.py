@@ -109,6 +109,24 @@ def test_shipped_organism_loads_by_name_and_says_how_it_was_built():
     assert report["history"] and {"symbol_number", "number_colour"} <= set(report["history"][-1])
 
 
+def test_the_shipped_organism_and_every_build_it_came_from_never_asked_a_ladder_rung():
+    """Issue 16: a rung of the table-lookup ladder (its composition: a symbol's colour, the difference
+    of two symbols' numbers) is never in the organism's curriculum, in its own build or in any build
+    it went on from (build.json's `parent` chain), so whatever a run learns of a rung it learns there."""
+    from transferlab.backends import shipped_organism
+    from transferlab.organism.curriculum import CHAINED_QUESTIONS
+
+    report = json.loads((shipped_organism() / "build.json").read_text())
+    lineage = []
+    while report:
+        lineage.append(report)
+        report = report.get("parent")
+    for build in lineage:
+        assert build["chained"] is False, build["command"]
+        asked = set((build.get("mix_weights") or {}).get("table_questions", {}))
+        assert not asked & set(CHAINED_QUESTIONS), build["command"]
+
+
 def test_a_mix_weights_the_questions_and_still_never_asks_the_composition():
     from collections import Counter
 
