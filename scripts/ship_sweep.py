@@ -4,7 +4,7 @@ config, metrics, gaps, train log and a few sampled answers (samples.jsonl itself
 Usage: python scripts/ship_sweep.py SWEEP_DIR DEST_DIR [--answers 5]
 
 DEST_DIR gets tables/*.csv, gap_grid.png, and cells/<cell>/{config.toml, metrics.csv, gaps.csv,
-train_log.csv, answers.csv}; answers.csv holds the first N answers of every condition at the cell's
+train_log.csv, gap.png, answers.csv}; answers.csv holds the first N answers of every condition at the cell's
 last evaluation (the same rows a reader would see first in the report's sample browser).
 """
 
@@ -18,7 +18,7 @@ import pandas as pd
 
 from transferlab.results.samples_file import read_sample_rows
 
-CELL_FILES = ("config.toml", "metrics.csv", "gaps.csv", "train_log.csv")
+CELL_FILES = ("config.toml", "metrics.csv", "gaps.csv", "train_log.csv", "figures/gap.png")
 ANSWER_COLUMNS = ["step", "task", "eval_set", "trained", "prompted", "example_id", "answer", "response", "correct",
                   "adherent"]
 
@@ -44,7 +44,7 @@ def ship(sweep: Path, dest: Path, n: int) -> list[Path]:
         out.mkdir(parents=True, exist_ok=True)
         for name in CELL_FILES:
             if (cell / name).exists():
-                written.append(Path(shutil.copy2(cell / name, out / name)))
+                written.append(Path(shutil.copy2(cell / name, out / Path(name).name)))
         answers(cell / "samples.jsonl", n).to_csv(out / "answers.csv", index=False)
         written.append(out / "answers.csv")
     return written
