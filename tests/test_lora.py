@@ -56,15 +56,21 @@ def test_unknown_targets_name_the_layers_the_model_has(micro_organism):
         open_backend(lora_config(micro_organism, lora_targets=["query_key_value"]))
 
 
-def test_checkpoint_holds_the_adapter_alone_and_reopens_exactly(micro_organism, tmp_path):
-    from transformers import AutoModelForCausalLM
-
+def trained_adapter(micro):
+    """A LoRA backend on the micro organism after three steps on one batch, and that batch."""
     torch.manual_seed(0)
-    backend = open_backend(lora_config(micro_organism))
+    backend = open_backend(lora_config(micro))
     datums = batch(backend.tokenizer)
     for _ in range(3):
         backend.forward_backward(datums)
         backend.optim_step(1e-2)
+    return backend, datums
+
+
+def test_checkpoint_holds_the_adapter_alone_and_reopens_exactly(micro_organism, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    backend, datums = trained_adapter(micro_organism)
     backend.save_state(tmp_path / "ckpt")
     files = {p.name for p in (tmp_path / "ckpt").iterdir()}
     assert {"adapter_model.safetensors", "adapter_config.json", "optimizer.pt"} <= files
@@ -95,12 +101,7 @@ def test_checkpoint_holds_the_adapter_alone_and_reopens_exactly(micro_organism, 
 
 def test_a_lora_checkpoint_as_the_model_name_opens_with_its_adapter_trained_on_or_merged(micro_organism, tmp_path):
     """A stage's LoRA output named as the next stage's model: the saved adapter, not a fresh one."""
-    torch.manual_seed(0)
-    backend = open_backend(lora_config(micro_organism))
-    datums = batch(backend.tokenizer)
-    for _ in range(3):
-        backend.forward_backward(datums)
-        backend.optim_step(1e-2)
+    backend, datums = trained_adapter(micro_organism)
     backend.save_state(tmp_path / "stage")
     expected = [x for row in backend.token_logprobs(datums) for x in row]
     base = [x for row in open_backend(lora_config(micro_organism)).token_logprobs(datums) for x in row]

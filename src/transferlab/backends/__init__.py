@@ -63,7 +63,7 @@ def open_backend(model_config, batch_size: int | None = None, *, loss_normalizat
     model = model.to(lora.load_dtype(model_config, torch.cuda.is_available()))
     model = lora.prepare_model(model, model_config)
     if base is not None:
-        model = lora.start_from_adapter(model, adapter, model_config)
+        model = lora.start_from_adapter(model, adapter)
     model = distributed.replicate_or_shard(model, model_config.parallel)  # before the optimizer is made
     backend = HFBackend(model, tokenizer, bf16=model_config.bf16, loss_normalization=loss_normalization,
                         weight_decay=weight_decay, thinking=model_config.thinking)

@@ -6,6 +6,7 @@ the base model it names.
 
 from __future__ import annotations
 
+import json
 import warnings
 from pathlib import Path
 
@@ -97,15 +98,13 @@ def adapter_base(path: str | Path) -> str | None:
     config = folder / "adapter_config.json"
     if not config.is_file() or (folder / "config.json").exists():
         return None
-    import json
-
     base = json.loads(config.read_text()).get("base_model_name_or_path")
     if not base:
         raise ValueError(f"{config} names no base model (base_model_name_or_path): open the base as model.name")
     return base
 
 
-def start_from_adapter(model, path: str | Path, model_config):
+def start_from_adapter(model, path: str | Path):
     """`model` (the base, prepared by `prepare_model`) holding the LoRA checkpoint in `path`: under LoRA
     the adapter trains on from its saved weights; under full fine-tuning it is merged into the weights.
     (Opening the folder with from_pretrained and then adding LoRA would put fresh adapters over the

@@ -112,6 +112,16 @@ def _prefilled_once(backend, seqs: list[list[int]], owners: list[int], pad: int)
     return ids, mask, {cache_name: cache}
 
 
+def _right_padded_chunks(backend, datums: list[Datum], batch_size: int):
+    """The datums `batch_size` at a time, each chunk right-padded (ids and mask, on the CPU), with the
+    model put in eval mode: what both ways of scoring tokens walk over."""
+    backend.model.eval()
+    pad = backend.tokenizer.pad_token_id
+    for start in range(0, len(datums), batch_size):
+        chunk = datums[start:start + batch_size]
+        yield chunk, *right_padded([d.input_ids for d in chunk], pad)
+
+
 @torch.inference_mode()
 def hf_token_logprobs(backend, datums: list[Datum], batch_size: int = 32,
                       weighted_only: bool = False) -> list[list[float]]:
@@ -122,12 +132,8 @@ def hf_token_logprobs(backend, datums: list[Datum], batch_size: int = 32,
     if weighted_only:
         return _weighted_token_logprobs(backend, datums, batch_size)
     model = backend.model
-    model.eval()
-    pad = backend.tokenizer.pad_token_id
     out: list[list[float]] = []
-    for start in range(0, len(datums), batch_size):
-        chunk = datums[start:start + batch_size]
-        ids, mask = right_padded([d.input_ids for d in chunk], pad)
+    for chunk, ids, mask in _right_padded_chunks(backend, datums, batch_size):
         ids, mask = ids.to(backend.device), mask.to(backend.device)
         with backend._autocast():
             logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits
@@ -142,12 +148,8 @@ def _weighted_token_logprobs(backend, datums: list[Datum], batch_size: int) -> l
     it) sees just the hidden states that predict a weighted token, so its cost follows the
     completions, not the prompts."""
     model = backend.model
-    model.eval()
-    pad = backend.tokenizer.pad_token_id
     out: list[list[float]] = []
-    for start in range(0, len(datums), batch_size):
-        chunk = datums[start:start + batch_size]
-        ids, mask = right_padded([d.input_ids for d in chunk], pad)
+    for chunk, ids, mask in _right_padded_chunks(backend, datums, batch_size):
         width = ids.size(1)
         scored = [(row, t) for row, d in enumerate(chunk) for t in range(1, len(d.input_ids)) if d.weights[t] > 0]
         row_of = torch.tensor([r for r, _ in scored], dtype=torch.long)

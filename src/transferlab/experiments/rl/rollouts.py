@@ -69,14 +69,18 @@ def score(groups: list[Group], arms, tasks: dict, judge) -> None:
         g.components["adherent"] = [float(next(verdicts)) for _ in g.sequences]
 
 
+def arm_reward_name(arm) -> str:
+    """The log column of an arm's own mean reward."""
+    return f"reward_{arm.task}_{arm.propensity}"
+
+
 def arm_rewards(groups: list[Group], arms, weights: dict[str, float]) -> dict[str, float]:
-    """The step's mean reward per arm, as `reward_<task>_<propensity>` (NaN where the step drew no
-    prompt of that arm): the overall mean cannot say which task the reward, and so the learning,
-    comes from."""
+    """The step's mean reward per arm, under `arm_reward_name` (NaN where the step drew no prompt of
+    that arm): the overall mean cannot say which task the reward, and so the learning, comes from."""
     out = {}
     for i, arm in enumerate(arms):
         rewards = [r for g in groups if g.arm == i for r in g.rewards(weights)]
-        out[f"reward_{arm.task}_{arm.propensity}"] = sum(rewards) / len(rewards) if rewards else float("nan")
+        out[arm_reward_name(arm)] = sum(rewards) / len(rewards) if rewards else float("nan")
     return out
 
 

@@ -31,6 +31,7 @@ from transferlab.experiments.rl.figures import plot_rl
 from transferlab.experiments.rl.learning import reward_rise
 from transferlab.experiments.rl.rollouts import (
     Group,
+    arm_reward_name,
     arm_rewards,
     draw_prompts,
     example_stream,
@@ -184,8 +185,7 @@ def run_rl(config: RLConfig, out, quiet: bool = False) -> RunFolder:
             row = {"step": step, "steps": len(since_eval)} | eval_summary(since_eval)
             folder.append_jsonl(folder.path / "rl_metrics.jsonl", [row])
             since_eval.clear()
-            by_arm = ", ".join(f"{a.task}/{a.propensity} {row[f'reward_{a.task}_{a.propensity}']:.3f}"
-                               for a in exp.arms)
+            by_arm = ", ".join(f"{a.task}/{a.propensity} {row[arm_reward_name(a)]:.3f}" for a in exp.arms)
             log(f"step {step}: accuracy {accuracy}; reward {row['reward']:.3f} ({by_arm}), "
                 f"mixed groups {row['mixed']:.0%}, KL {row['kl']:.4f}")
         else:
